@@ -1,0 +1,29 @@
+"""What the UI (and headless mode) may ask of the running market pipeline.
+
+``engine.runner.MarketRunner`` implements it: feeds → engine wiring, backfill, replay.
+The TUI depends only on this protocol and on :mod:`engine.models`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from engine.models import CandleSeries, EngineSnapshot
+
+
+class MarketService(Protocol):
+    """A running market pipeline."""
+
+    def snapshot(self) -> EngineSnapshot:
+        """The current frozen snapshot (cheap when nothing changed: same object returned)."""
+        ...
+
+    def candles(self, symbol: str, timeframe: str, limit: int = 200) -> CandleSeries | None:
+        """The last ``limit`` candles of ``symbol`` × ``timeframe`` (forming one last), or
+        ``None`` if the symbol or timeframe is unknown."""
+        ...
+
+    async def run(self) -> None:
+        """Backfill, connect and process events until cancelled. Never raises on network or
+        data errors: they become feed health (OFFLINE with reason and next retry)."""
+        ...

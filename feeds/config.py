@@ -1,0 +1,93 @@
+"""Configuration sections owned by the feeds (plain pydantic models, no settings loading).
+
+``tui/settings.py`` composes these into the root settings; feeds receive them through
+constructors. Every field has a default and an attribute docstring (shown in ``config.toml``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class EndpointConfig(_Section):
+    """Exchange base URLs. Override them to point at a loopback or replay server."""
+
+    rest_url: str = "https://fapi.binance.com"
+    """REST base URL (the ``/fapi/v1/...`` paths are appended)."""
+    ws_url: str = "wss://fstream.binance.com"
+    """WebSocket root; the routed paths ``/public`` and ``/market`` are appended."""
+
+    @field_validator("rest_url")
+    @classmethod
+    def _check_rest(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("ws_url")
+    @classmethod
+    def _check_ws(cls, value: str) -> str:
+        if not value.startswith(("ws://", "wss://")):
+            raise ValueError("must start with ws:// or wss://")
+        return value.rstrip("/")
+
+
+class UniverseConfig(_Section):
+    """Which USDT-margined perpetuals to scan."""
+
+    mode: Literal["all", "top", "list"] = "top"
+    """``all``: every TRADING USDT perpetual; ``top``: the ``top_n`` by 24 h quote volume;
+    ``list``: exactly ``symbols``."""
+    top_n: int = Field(default=100, ge=1, le=1000)
+    """How many symbols ``top`` mode keeps."""
+    symbols: list[str] = Field(default_factory=list)
+    """Symbols for ``list`` mode (``BTCUSDT``); case-insensitive."""
+    exclude: list[str] = Field(default_factory=list)
+    """Symbols never scanned, in any mode."""
+    quote_asset: Literal["USDT"] = "USDT"
+    """Margin/quote asset; only USDT-margined perpetuals are supported."""
+
+    @field_validator("symbols", "exclude")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [symbol.strip().upper() for symbol in value]
+
+
+class FeedConfig(_Section):
+    """WebSocket connection policy (see FEEDS.md §1.4 and §6)."""
+
+    max_streams_per_connection: int = Field(default=200, ge=1, le=1024)
+    """Streams per WebSocket connection; more streams open more connections (shards)."""
+    subscribe_interval_s: float = Field(default=0.3, ge=0.2, le=10.0)
+    """Minimum gap between control messages (SUBSCRIBE) on one connection; Binance allows
+    10 incoming messages/s per connection, so stay well under."""
+    subscribe_batch: int = Field(default=200, ge=1, le=200)
+    """Streams per SUBSCRIBE message."""
+    connect_interval_s: float = Field(default=1.0, ge=0.0, le=60.0)
+    """Minimum gap between new connections across the app (reconnect-storm guard)."""
+    backoff_initial_s: float = Field(default=0.5, gt=0.0, le=60.0)
+    """First non-immediate reconnect delay; doubles per failure (full jitter)."""
+    backoff_max_s: float = Field(default=30.0, gt=0.0, le=600.0)
+    """Cap on the reconnect delay."""
+    stable_after_s: float = Field(default=10.0, gt=0.0, le=600.0)
+    """A connection open this long resets the backoff."""
+    rotate_after_s: float = Field(default=23.5 * 3600, gt=0.0, le=24 * 3600)
+    """Reconnect proactively before Binance's 24 h cut."""
+    stale_after_s: float = Field(default=10.0, gt=0.0, le=3600.0)
+    """A stream silent this long is marked stale; a connection whose streams are all stale
+    is closed and reopened."""
+    max_frame_bytes: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024)
+    """Largest accepted WebSocket frame (``!ticker@arr`` can exceed websockets' 1 MiB)."""
+    kline_streams: Literal["base", "all"] = "base"
+    """``base``: stream only the smallest timeframe and build larger ones from it (4× fewer
+    streams); ``all``: stream every configured timeframe."""
+    rest_weight_budget: float = Field(default=0.7, gt=0.0, le=1.0)
+    """Fraction of Binance's 2400 weight/min REST budget perpscope may use."""
+    rest_timeout_s: float = Field(default=10.0, gt=0.0, le=120.0)
+    """Timeout of one REST request."""
