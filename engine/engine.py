@@ -1,0 +1,406 @@
+"""The signal engine: market events in, frozen snapshots out.
+
+``on_event`` is synchronous and O(1) (it runs inside feed handlers on the event loop): klines go
+into the :class:`~engine.candles.CandleStore`, whose candle closes mark ``(symbol, timeframe)``
+series dirty; mark price, ticker, trade and book ticker events update the symbol's row.
+``recompute`` copies the dirty series' closed candles and evaluates them off the loop
+(``asyncio.to_thread``, many symbols per call). ``snapshot`` returns one immutable
+:class:`~engine.models.EngineSnapshot`, the same object while nothing changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from engine.candles import CandleStore, ClosedArrays
+from engine.config import EngineConfig
+from engine.models import (
+    CandleSeries,
+    EngineSnapshot,
+    FeedHealth,
+    Signal,
+    SymbolState,
+    TimeframeSignal,
+)
+from engine.signals import combine, evaluate_timeframe
+from feeds.events import (
+    BookTicker,
+    FeedEvent,
+    FeedStatus,
+    Kline,
+    MarkPrice,
+    Ticker,
+    Trade,
+)
+from feeds.intervals import interval_ms
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_AGE_RESOLUTION_MS = 1000
+"""Row ages (``age_ms``) are refreshed at this resolution when nothing else changed."""
+
+
+@dataclass(slots=True)
+class _SymbolData:
+    """Mutable per-symbol state behind one :class:`SymbolState` row."""
+
+    last_price: float | None = None
+    price_time: int = -1
+    ticker_change_pct: float | None = None
+    quote_volume_24h: float | None = None
+    funding_rate: float | None = None
+    mark_price: float | None = None
+    next_funding_time: int = 0
+    last_update: int = 0
+    signal: Signal | None = None
+    timeframe_signals: dict[str, TimeframeSignal] = field(default_factory=dict)
+
+
+_Job = tuple[str, dict[str, ClosedArrays], dict[str, TimeframeSignal]]
+_Result = tuple[str, dict[str, TimeframeSignal], Signal | None]
+
+
+def _default_streamed(timeframes: Sequence[str]) -> set[str]:
+    """The smallest timeframe, plus any that cannot be built from it."""
+    base = timeframes[0]
+    base_ms = interval_ms(base)
+    return {base} | {tf for tf in timeframes if interval_ms(tf) % base_ms}
+
+
+class Engine:
+    """Candles, derivatives data and signals of a universe of symbols.
+
+    Args:
+        config: Engine configuration.
+        clock: Engine clock, ms UTC (wall clock live, replay clock in replay, fixed in tests).
+        streamed_timeframes: Kline intervals whose stream klines are used. Default: the smallest
+            configured timeframe only; the others are built from it at UTC boundaries, so it
+            does not matter whether the feed also streams them (those klines are counted in
+            ``store.ignored_klines`` and skipped).
+        batch_size: Symbols evaluated per ``asyncio.to_thread`` call.
+
+    Raises:
+        ValueError: if a configured timeframe is neither streamed nor buildable from the
+            smallest streamed one.
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        clock: Callable[[], int],
+        streamed_timeframes: Collection[str] | None = None,
+        batch_size: int = 32,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.config = config
+        self._clock = clock
+        self._timeframes = tuple(config.timeframes.timeframes)
+        streamed = (
+            set(streamed_timeframes)
+            if streamed_timeframes is not None
+            else _default_streamed(self._timeframes)
+        )
+        if not streamed:
+            raise ValueError("streamed_timeframes must not be empty")
+        base = min(streamed, key=interval_ms)
+        self.store = CandleStore(config.timeframes, base, streamed)
+        """The candles (read access for tests and diagnostics)."""
+        self._batch_size = batch_size
+        self._stale_ms = int(config.stale_after_s * 1000)
+        self._symbols: dict[str, _SymbolData] = {}
+        self._dirty: dict[str, set[str]] = {}
+        self._changed: set[str] = set()
+        self._rows: dict[str, SymbolState] = {}
+        self._structure_changed = True
+        self._snapshot: EngineSnapshot | None = None
+        self._snapshot_bucket = -1
+        self._version = 0
+        self._lock = asyncio.Lock()
+
+        self.last_event_time = 0
+        """Largest exchange time (ms UTC) of any market event seen; replay clocks follow it."""
+        self.last_recompute_thread: int | None = None
+        """``threading.get_ident()`` of the thread that ran the last evaluation batch."""
+        self.last_recompute_ms = 0.0
+        """Wall time of the last ``recompute`` that evaluated anything, ms."""
+        self.events = 0
+        """Market events applied."""
+        self.ignored_events = 0
+        """Market events of symbols outside the universe (skipped)."""
+        self.ignored_history = 0
+        """Backfill series of symbols outside the universe (skipped)."""
+        self.compute_errors = 0
+        """Symbols whose evaluation raised (logged; the previous signal is kept)."""
+
+    # -- universe ------------------------------------------------------------------------
+
+    @property
+    def universe(self) -> tuple[str, ...]:
+        """Symbols tracked, in display order."""
+        return tuple(self._symbols)
+
+    def set_universe(self, symbols: Iterable[str]) -> None:
+        """Replace the tracked symbols; removed symbols' candles and state are freed."""
+        wanted = list(dict.fromkeys(symbols))
+        keep = set(wanted)
+        for symbol in list(self._symbols):
+            if symbol not in keep:
+                del self._symbols[symbol]
+                self.store.drop(symbol)
+                self._dirty.pop(symbol, None)
+                self._rows.pop(symbol, None)
+                self._changed.discard(symbol)
+        old = self._symbols
+        self._symbols = {s: old.get(s) or _SymbolData() for s in wanted}
+        self._changed.update(s for s in wanted if s not in old)
+        self._structure_changed = True
+
+    # -- input ---------------------------------------------------------------------------
+
+    def on_event(self, event: FeedEvent) -> None:
+        """Apply one feed event (synchronous, O(1), no I/O). ``FeedStatus`` is ignored here."""
+        if isinstance(event, FeedStatus):
+            return
+        state = self._symbols.get(event.symbol)
+        if state is None:
+            self.ignored_events += 1
+            return
+        self.events += 1
+        symbol = event.symbol
+        stamp = event.exchange_time
+        if isinstance(event, Kline):
+            for sym, tf in self.store.apply(event):
+                self._dirty.setdefault(sym, set()).add(tf)
+            self._set_price(state, event.close, stamp)
+        elif isinstance(event, Trade):
+            self._set_price(state, event.price, stamp)
+        elif isinstance(event, MarkPrice):
+            state.mark_price = event.mark_price
+            state.funding_rate = event.funding_rate
+            state.next_funding_time = event.next_funding_time
+        elif isinstance(event, Ticker):
+            state.ticker_change_pct = event.price_change_pct
+            state.quote_volume_24h = event.quote_volume
+            self._set_price(state, event.last_price, stamp)
+        elif isinstance(event, BookTicker) and state.last_price is None:
+            state.last_price = (event.bid_price + event.ask_price) / 2.0
+        if stamp > self.last_event_time:
+            self.last_event_time = stamp
+        state.last_update = self._clock()
+        self._changed.add(symbol)
+
+    @staticmethod
+    def _set_price(state: _SymbolData, price: float, stamp: int) -> None:
+        # Venue time orders prices across streams; a late frame must not roll the price back.
+        if stamp >= state.price_time:
+            state.last_price = price
+            state.price_time = stamp
+
+    def load_history(
+        self,
+        symbol: str,
+        timeframe: str,
+        klines: Sequence[Kline],
+        *,
+        as_of: int | None = None,
+    ) -> None:
+        """Merge REST backfill rows of one series (see :meth:`CandleStore.load_history`).
+
+        Args:
+            symbol: Venue symbol (must be in the universe, else the rows are counted in
+                ``ignored_history`` and skipped).
+            timeframe: Interval of the rows.
+            klines: Rows oldest first; only the last may be forming.
+            as_of: When the REST response was taken, ms UTC (helps continue a forming built
+                timeframe candle exactly; optional).
+
+        Raises:
+            ValueError: on rows of another symbol/interval or a forming row that is not last.
+        """
+        state = self._symbols.get(symbol)
+        if state is None:
+            self.ignored_history += 1
+            log.warning("backfill of %s %s ignored: symbol not in the universe", symbol, timeframe)
+            return
+        if timeframe not in self.store.kept:
+            self.ignored_history += 1
+            log.warning("backfill of %s %s ignored: timeframe not kept", symbol, timeframe)
+            return
+        self.store.load_history(symbol, timeframe, klines, as_of=as_of)
+        self._dirty.setdefault(symbol, set()).update(self._timeframes)
+        if state.last_price is None:
+            state.last_price = self.store.last_price(symbol)
+        state.last_update = self._clock()
+        self._changed.add(symbol)
+
+    # -- evaluation ----------------------------------------------------------------------
+
+    def _is_stale(self, state: _SymbolData, now: int) -> bool:
+        return now - state.last_update > self._stale_ms
+
+    async def recompute(self) -> int:
+        """Evaluate every symbol with a newly closed candle, off the event loop.
+
+        Stale symbols are evaluated too: a signal is a pure function of the closed candles and
+        says its ``as_of``; the row's ``stale`` flag tells consumers (UI dimming, alerts) not
+        to treat it as fresh. Skipping them would leave a symbol whose data stopped showing a
+        signal from before its last bars, or none at all.
+
+        Returns:
+            Symbols evaluated.
+        """
+        async with self._lock:
+            now = self._clock()
+            jobs: list[_Job] = []
+            for symbol in list(self._dirty):
+                state = self._symbols.get(symbol)
+                if state is None:
+                    del self._dirty[symbol]
+                    continue
+                tfs = self._dirty.pop(symbol)
+                arrays = {tf: self.store.arrays(symbol, tf) for tf in tfs if tf in self._timeframes}
+                jobs.append((symbol, arrays, dict(state.timeframe_signals)))
+            if not jobs:
+                return 0
+            started = time.perf_counter()
+            done = 0
+            try:
+                for i in range(0, len(jobs), self._batch_size):
+                    ident, results = await asyncio.to_thread(
+                        self._evaluate_batch, jobs[i : i + self._batch_size]
+                    )
+                    done = i + self._batch_size
+                    self.last_recompute_thread = ident
+                    for symbol, tf_signals, signal in results:
+                        state = self._symbols.get(symbol)
+                        if state is None:
+                            continue
+                        state.timeframe_signals = tf_signals
+                        if signal != state.signal:
+                            state.signal = signal
+                            self._changed.add(symbol)
+            finally:
+                # Cancelled midway: the unevaluated series stay pending.
+                for symbol, arrays, _ in jobs[done:]:
+                    if symbol in self._symbols:
+                        self._dirty.setdefault(symbol, set()).update(arrays)
+            self.last_recompute_ms = (time.perf_counter() - started) * 1000.0
+            return len(jobs)
+
+    def _evaluate_batch(self, jobs: list[_Job]) -> tuple[int, list[_Result]]:
+        """Runs in a worker thread: pure evaluation of copied candles."""
+        results: list[_Result] = []
+        for symbol, arrays, cached in jobs:
+            try:
+                for tf, closed in arrays.items():
+                    cached[tf] = evaluate_timeframe(tf, closed, self.config)
+                ordered = [
+                    cached.get(tf)
+                    or TimeframeSignal(
+                        timeframe=tf, vote=None, bars=0, bars_needed=self.config.timeframes.min_bars
+                    )
+                    for tf in self._timeframes
+                ]
+                signal = (
+                    combine(symbol, ordered, self.config)
+                    if any(s.bars for s in ordered)
+                    else None
+                )
+            except Exception:
+                self.compute_errors += 1
+                log.exception("evaluating %s failed; keeping its previous signal", symbol)
+                continue
+            results.append((symbol, cached, signal))
+        return threading.get_ident(), results
+
+    def signal(self, symbol: str) -> Signal | None:
+        """Latest signal of ``symbol`` (``None`` before any, or if not in the universe)."""
+        state = self._symbols.get(symbol)
+        return None if state is None else state.signal
+
+    # -- output --------------------------------------------------------------------------
+
+    def _row(self, symbol: str, state: _SymbolData, now: int) -> SymbolState:
+        change = state.ticker_change_pct
+        if change is None:
+            change = self.store.change_24h_pct(symbol)
+        age = now - state.last_update if state.last_update else now
+        return SymbolState(
+            symbol=symbol,
+            last_price=state.last_price,
+            change_24h_pct=change,
+            quote_volume_24h=state.quote_volume_24h,
+            funding_rate=state.funding_rate,
+            mark_price=state.mark_price,
+            next_funding_time=state.next_funding_time,
+            signal=state.signal,
+            last_update=state.last_update,
+            age_ms=age,
+            stale=age > self._stale_ms,
+        )
+
+    def snapshot(self, health: FeedHealth) -> EngineSnapshot:
+        """The current immutable view; the same object while nothing changed.
+
+        Rows are rebuilt for symbols that changed; every row is rebuilt when the engine clock
+        enters a new :data:`SNAPSHOT_AGE_RESOLUTION_MS` bucket, so ``age_ms`` and ``stale``
+        are accurate to that resolution. ``version`` increments with every new snapshot.
+        """
+        now = self._clock()
+        bucket = now // SNAPSHOT_AGE_RESOLUTION_MS
+        cached = self._snapshot
+        if (
+            cached is not None
+            and not self._changed
+            and not self._structure_changed
+            and bucket == self._snapshot_bucket
+            and health == cached.health
+        ):
+            return cached
+        if bucket != self._snapshot_bucket or self._structure_changed:
+            rebuild: Iterable[str] = self._symbols
+        else:
+            rebuild = self._changed
+        for symbol in rebuild:
+            state = self._symbols.get(symbol)
+            if state is not None:
+                self._rows[symbol] = self._row(symbol, state, now)
+        self._changed.clear()
+        self._structure_changed = False
+        self._snapshot_bucket = bucket
+        self._version += 1
+        self._snapshot = EngineSnapshot(
+            time=now,
+            version=self._version,
+            timeframes=self._timeframes,
+            symbols={s: self._rows[s] for s in self._symbols},
+            health=health,
+        )
+        return self._snapshot
+
+    def candles(self, symbol: str, timeframe: str, limit: int = 200) -> CandleSeries | None:
+        """The last ``limit`` candles (forming one last) of a universe symbol; ``None`` if the
+        symbol is not in the universe or the timeframe is not kept."""
+        if symbol not in self._symbols or timeframe not in self.store.kept:
+            return None
+        series = self.store.series(symbol, timeframe, limit)
+        if series is None:
+            return CandleSeries(
+                symbol=symbol,
+                timeframe=timeframe,
+                open_time=(),
+                open=(),
+                high=(),
+                low=(),
+                close=(),
+                volume=(),
+                forming_included=False,
+            )
+        return series

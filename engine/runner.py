@@ -1,0 +1,314 @@
+"""The market pipeline: universe → REST backfill → WebSocket feed → engine, live or replayed.
+
+Replay is not a separate code path: with ``replay`` set, a loopback server speaking Binance's
+REST and WebSocket wire format is started from the recorded data and the very same REST client
+(ccxt) and WebSocket adapter are pointed at it.
+
+``MarketRunner`` implements :class:`engine.service.MarketService` for the TUI, and
+``run_to_completion`` for the headless scan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.config import EngineConfig
+from engine.engine import Engine
+from engine.models import CandleSeries, EngineSnapshot, FeedHealth
+from feeds.backoff import Backoff
+from feeds.binance_futures import BinanceFuturesFeed
+from feeds.config import EndpointConfig, FeedConfig, UniverseConfig
+from feeds.events import FeedEvent, FeedState, FeedStatus, Kline
+from feeds.intervals import interval_ms
+from feeds.replay.server import ReplayServer
+from feeds.rest import BinanceRest
+from feeds.routing import MARK_PRICE_ALL, TICKER_ALL, kline_stream
+from storage.kline_cache import KlineCache
+
+log = logging.getLogger(__name__)
+
+RECOMPUTE_INTERVAL_S = 0.25
+"""How often dirty series are re-evaluated (bounded by the UI refresh anyway)."""
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """Where and how to replay.
+
+    Attributes:
+        path: Kline history folder/file or raw WebSocket capture.
+        speed: Multiple of real time; ``None`` = as fast as consumed.
+        start_ms: Replay start, ms UTC; ``None`` = leave the configured history for backfill.
+    """
+
+    path: Path
+    speed: float | None
+    start_ms: int | None = None
+
+
+class MarketRunner:
+    """Runs the pipeline and answers the UI's snapshot and candle queries.
+
+    Args:
+        endpoints: Exchange base URLs (ignored in replay: the loopback server's are used).
+        universe: Which symbols to scan.
+        feed: WebSocket/REST policy.
+        engine_config: Engine sections.
+        data_dir: Directory for the kline cache; ``None`` disables the cache.
+        replay: Replay options, or ``None`` to go live.
+        wall_clock: Wall clock in ms UTC (injected by tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoints: EndpointConfig,
+        universe: UniverseConfig,
+        feed: FeedConfig,
+        engine_config: EngineConfig,
+        data_dir: Path | None,
+        replay: ReplayOptions | None = None,
+        wall_clock: Callable[[], int] | None = None,
+    ) -> None:
+        self._endpoints = endpoints
+        self._universe_cfg = universe
+        self._feed_cfg = feed
+        self._replay = replay
+        self._wall_clock = wall_clock or (lambda: int(time.time() * 1000))
+        # Replays never touch the cache: their candles are from another time.
+        self._cache = KlineCache(data_dir / "klines") if data_dir and not replay else None
+        self._server: ReplayServer | None = None
+        self._mode = "REPLAY" if replay else "CONNECTING"
+        self._reason = ""
+        self._retry_at: float | None = None
+        self._backfill = (0, 0)
+        self._statuses: dict[str, FeedStatus] = {}
+        self._rate: deque[tuple[float, int]] = deque(maxlen=64)
+        self._adapter: BinanceFuturesFeed | None = None
+        self._buffer: list[Kline] | None = None
+        self.ready = asyncio.Event()
+        """Set once the universe is known and backfill has finished."""
+        if replay is not None:
+            # Replayed klines only push at bar open and close; a symbol is stale only when it
+            # misses bars, so the limit scales with the base timeframe.
+            base = engine_config.timeframes.timeframes[0]
+            stale = max(engine_config.stale_after_s, 2.5 * interval_ms(base) / 1000)
+            engine_config = engine_config.model_copy(update={"stale_after_s": stale})
+        self._engine_config = engine_config
+        timeframes = engine_config.timeframes.timeframes
+        self._streamed = timeframes if feed.kline_streams == "all" else timeframes[:1]
+        self.engine = Engine(engine_config, clock=self._clock, streamed_timeframes=self._streamed)
+        """The engine (exposed for headless use and tests)."""
+
+    # -- MarketService -------------------------------------------------------------------
+
+    def snapshot(self) -> EngineSnapshot:
+        """The current frozen snapshot (see :class:`engine.service.MarketService`)."""
+        return self.engine.snapshot(self._health())
+
+    def candles(self, symbol: str, timeframe: str, limit: int = 200) -> CandleSeries | None:
+        """Candles for charts (see :class:`engine.service.MarketService`)."""
+        return self.engine.candles(symbol, timeframe, limit)
+
+    async def run(self) -> None:
+        """Run until cancelled; network and data errors become health, never exceptions."""
+        try:
+            await self._bootstrap()
+            assert self._adapter is not None
+            feed_task = asyncio.create_task(self._adapter.run(self._on_event), name="feed")
+            try:
+                await self._release_replay()
+                while True:
+                    await self.engine.recompute()
+                    await asyncio.sleep(RECOMPUTE_INTERVAL_S)
+            finally:
+                feed_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await feed_task
+        finally:
+            await self._shutdown()
+
+    async def run_to_completion(self, timeout_s: float | None = None) -> EngineSnapshot:
+        """Headless scan: backfill (live) or replay to the end, recompute, return the snapshot.
+
+        Raises:
+            TimeoutError: if the replay does not finish within ``timeout_s``.
+            feeds.rest.RestError: if the exchange cannot be reached (live).
+        """
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._bootstrap(retry=False)
+                if self._server is not None:
+                    assert self._adapter is not None
+                    feed_task = asyncio.create_task(self._adapter.run(self._on_event))
+                    try:
+                        await self._release_replay()
+                        await self._server.wait_finished()
+                        # Every frame the server sent must have been consumed before we read.
+                        while self._adapter.stats.frames < self._server.frames_sent:  # noqa: ASYNC110 - counters, no event to wait on
+                            await asyncio.sleep(0.02)
+                    finally:
+                        feed_task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await feed_task
+                while await self.engine.recompute():
+                    pass
+                return self.snapshot()
+        finally:
+            await self._shutdown()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _clock(self) -> int:
+        if self._server is not None:
+            return self._server.replay_time_ms
+        return self._wall_clock()
+
+    async def _bootstrap(self, *, retry: bool = True) -> None:
+        endpoints = self._endpoints
+        if self._replay is not None:
+            tf = self._engine_config.timeframes
+            server = ReplayServer(
+                self._replay.path,
+                speed=self._replay.speed,
+                start_ms=self._replay.start_ms,
+                timeframes=tf.timeframes,
+                history_bars={code: tf.bars_for(code) for code in tf.timeframes},
+                autostart=False,
+            )
+            await server.start()
+            self._server = server
+            endpoints = EndpointConfig(rest_url=server.rest_url, ws_url=server.ws_url)
+        rest = BinanceRest(endpoints, self._feed_cfg)
+        backoff = Backoff(self._feed_cfg.backoff_initial_s, self._feed_cfg.backoff_max_s)
+        try:
+            while True:
+                try:
+                    symbols = await rest.universe(self._universe_cfg)
+                    self.engine.set_universe(symbols)
+                    self._buffer = []
+                    self._adapter = BinanceFuturesFeed(endpoints, self._feed_cfg)
+                    self._adapter.set_streams(self._streams(symbols))
+                    await self._run_backfill(rest, symbols)
+                    break
+                except Exception as exc:
+                    if not retry:
+                        raise
+                    delay = backoff.next_delay()
+                    self._mode, self._reason = "OFFLINE", _describe_error(exc, endpoints)
+                    self._retry_at = time.monotonic() + delay
+                    log.warning("bootstrap failed: %s; retry in %.1fs", self._reason, delay)
+                    await asyncio.sleep(delay)
+        finally:
+            await rest.close()
+        self._mode = "REPLAY" if self._replay else "CONNECTING"
+        self._reason, self._retry_at = "", None
+        self.ready.set()
+
+    def _streams(self, symbols: list[str]) -> list[str]:
+        streams = [kline_stream(symbol, code) for symbol in symbols for code in self._streamed]
+        return [*streams, MARK_PRICE_ALL, TICKER_ALL]
+
+    async def _run_backfill(self, rest: BinanceRest, symbols: list[str]) -> None:
+        tf = self._engine_config.timeframes
+        self._backfill = (0, len(symbols) * len(tf.timeframes))
+
+        def progress(done: int, total: int) -> None:
+            self._backfill = (done, total)
+
+        await rest.backfill(
+            symbols,
+            tf.timeframes,
+            tf.bars_for,
+            cache=self._cache,
+            on_series=self.engine.load_history,
+            progress=progress,
+        )
+        # Klines that arrived over the socket during backfill go in after the history.
+        buffered, self._buffer = self._buffer or [], None
+        for kline in buffered:
+            self.engine.on_event(kline)
+
+    async def _release_replay(self) -> None:
+        """Let the replay server start streaming once our subscriptions are in place."""
+        if self._server is None or self._adapter is None:
+            return
+        wanted = set(self._adapter_streams())
+        async with asyncio.timeout(30):
+            while not wanted <= self._server.subscribed_streams():  # noqa: ASYNC110 - polled
+                await asyncio.sleep(0.02)
+        self._server.start_streaming()
+
+    def _adapter_streams(self) -> list[str]:
+        assert self._adapter is not None
+        return self._adapter.streams
+
+    def _on_event(self, event: FeedEvent) -> None:
+        if isinstance(event, FeedStatus):
+            self._statuses[event.connection] = event
+            return
+        if self._buffer is not None and isinstance(event, Kline):
+            self._buffer.append(event)
+            return
+        self.engine.on_event(event)
+
+    def _health(self) -> FeedHealth:
+        stats = self._adapter.stats if self._adapter else None
+        now_mono = time.monotonic()
+        frames = stats.frames if stats else 0
+        self._rate.append((now_mono, frames))
+        first_t, first_frames = self._rate[0]
+        span = now_mono - first_t
+        rate = (frames - first_frames) / span if span > 0.5 else 0.0
+        mode, reason, retry_in = self._mode, self._reason, None
+        if self._retry_at is not None:
+            retry_in = max(0.0, self._retry_at - now_mono)
+        if stats is not None and mode != "OFFLINE":
+            states = [status.state for status in self._statuses.values()]
+            if self._replay:
+                mode = "REPLAY"
+            elif states and all(s in (FeedState.OFFLINE, FeedState.RECONNECTING) for s in states):
+                latest = max(self._statuses.values(), key=lambda s: s.time)
+                mode = "OFFLINE" if stats.connections_open == 0 else "RECONNECTING"
+                reason, retry_in = latest.reason, latest.retry_in
+            elif any(s is FeedState.RECONNECTING for s in states):
+                mode = "RECONNECTING"
+            elif stats.frames:
+                mode = "LIVE"
+        last_age = None
+        if stats and stats.last_frame_time:
+            last_age = max(0, self._wall_clock() - stats.last_frame_time)
+        return FeedHealth(
+            mode=mode,
+            exchange="binanceusdm",
+            reason=reason,
+            retry_in=None if retry_in is None else round(retry_in, 1),
+            connections=stats.connections_open if stats else 0,
+            connections_total=stats.connections_total if stats else 0,
+            streams=stats.streams if stats else 0,
+            msgs_per_s=round(rate, 1),
+            last_msg_age_ms=last_age,
+            reconnects=stats.reconnects if stats else 0,
+            decode_errors=stats.decode_errors if stats else 0,
+            backfill_done=self._backfill[0],
+            backfill_total=self._backfill[1],
+            stale_streams=stats.stale_streams if stats else 0,
+        )
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            await self._server.stop()
+
+
+def _describe_error(exc: BaseException, endpoints: EndpointConfig) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    if len(text) > 160:
+        text = text[:157] + "..."
+    return f"cannot reach {endpoints.rest_url}: {text}"

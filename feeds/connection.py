@@ -1,0 +1,533 @@
+"""One reconnecting Binance USDⓈ-M combined-stream WebSocket connection.
+
+A :class:`BinanceConnection` owns one socket to ``{ws_url}/{route}/stream`` and keeps it
+alive until cancelled (FEEDS.md §4 A):
+
+* **Subscription registry.** The wanted streams are kept here; on every (re)connect they
+  are SUBSCRIBEd in batches of ``subscribe_batch``, control messages spaced at least
+  ``subscribe_interval_s`` apart (Binance disconnects above 10 incoming messages/s), then
+  audited once with LIST_SUBSCRIPTIONS. Removed streams are UNSUBSCRIBEd. Responses are
+  matched by id. Binance rejects a whole SUBSCRIBE when one name is bad, so the streams of a
+  rejected batch are retried one per message; a stream rejected on its own is reported
+  (``OFFLINE`` for that stream) and not retried until it is removed and re-added.
+* **Reconnect.** Capped exponential backoff with full jitter (:mod:`feeds.backoff`), every
+  connect paced by a process-wide :class:`ConnectPacer`, and a proactive reconnect after
+  ``rotate_after_s`` (Binance cuts connections at 24 h).
+* **Watchdog.** Each stream's last data frame time (monotonic clock); a stream silent past
+  its threshold (:func:`feeds.routing.stale_threshold_s`) is reported ``STALE``; when every
+  watched stream of the socket is stale the socket is closed and reopened.
+
+The reader loop only decodes the envelope and hands the frame on: decoding the payload and
+delivering events is the :class:`FrameHandler`'s job (the adapter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
+
+import msgspec
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+)
+
+from feeds.backoff import Backoff
+from feeds.base import FeedStats
+from feeds.binance_schemas import (
+    LIST_RESULT_DECODER,
+    BinanceDecodeError,
+    BinanceFrame,
+    decode_frame,
+)
+from feeds.config import FeedConfig
+from feeds.events import FeedState, FeedStatus
+from feeds.routing import Route, stale_threshold_s
+
+logger = logging.getLogger(__name__)
+
+_MIN_WATCHDOG_TICK_S = 0.05
+_MAX_WATCHDOG_TICK_S = 1.0
+
+
+def wall_time_ms() -> int:
+    """Local wall-clock time, ms UTC (for ``recv_time`` and status times)."""
+    return time.time_ns() // 1_000_000
+
+
+class ConnectPacer:
+    """Spaces new WebSocket connections at least ``interval_s`` apart (one per process).
+
+    Binance allows 300 connection attempts per 5 min per IP; NautilusTrader paces Binance
+    connects at 1/s. Share one pacer between every connection of the app (pass it in).
+
+    Args:
+        interval_s: Minimum gap between two connects, seconds (0 disables pacing).
+        clock: Monotonic clock in seconds.
+    """
+
+    def __init__(self, interval_s: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = max(0.0, interval_s)
+        self._clock = clock
+        self._next_slot = float("-inf")
+        self.connects = 0
+        """Connect slots handed out so far."""
+
+    async def wait(self) -> None:
+        """Sleep until this caller's connect slot; slots are handed out first come first
+        served, so concurrent callers are spaced too."""
+        now = self._clock()
+        slot = max(now, self._next_slot)
+        # Reserve before sleeping: no await between reading and updating the slot.
+        self._next_slot = slot + self._interval
+        self.connects += 1
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+class FrameHandler(Protocol):
+    """Receives what one connection reads; implemented by the exchange adapter (one handler
+    per connection, so it knows the connection's label and route)."""
+
+    def on_data(self, stream: str, data: msgspec.Raw, recv_time: int, raw: str | bytes) -> None:
+        """One data frame: ``data`` is the raw payload of ``stream``, ``recv_time`` the local
+        receive time in ms UTC, ``raw`` the whole frame as received."""
+        ...
+
+    def on_bad_frame(self, stream: str, reason: str, raw: str | bytes) -> None:
+        """A frame that could not be decoded (``stream`` is ``""`` when unknown)."""
+        ...
+
+    def on_status(self, status: FeedStatus) -> None:
+        """A health transition of the connection or of one of its streams."""
+        ...
+
+
+@dataclass(slots=True)
+class _Request:
+    method: str
+    params: tuple[str, ...]
+    sent_subscribed: frozenset[str] = field(default_factory=frozenset)
+
+
+def _describe_error(exc: BaseException, url: str) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused to {url}"
+    if isinstance(exc, InvalidStatus):
+        return f"HTTP {exc.response.status_code} from {url}"
+    if isinstance(exc, InvalidURI):
+        return f"invalid WebSocket URL {url}: {exc}"
+    if isinstance(exc, InvalidHandshake):
+        return f"handshake with {url} failed: {exc}"
+    if isinstance(exc, TimeoutError):
+        return f"timed out connecting to {url}"
+    if isinstance(exc, ConnectionClosed):
+        return _describe_close(exc.rcvd.code if exc.rcvd else None, str(exc))
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc} ({url})"
+    return f"{type(exc).__name__}: {exc} ({url})"
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _describe_close(code: int | None, detail: str = "") -> str:
+    if code is None or code == 1006:
+        return "connection lost (no close frame)"
+    return f"server closed the connection (code {code}{': ' + detail if detail else ''})"
+
+
+class BinanceConnection:
+    """One reconnecting combined-stream connection carrying streams of a single route.
+
+    Args:
+        label: Connection label used in statuses and logs (``market-0``, ``public-1``).
+        route: Routed path; every stream given must belong to it (the adapter checks).
+        ws_url: WebSocket root (``wss://fstream.binance.com``); the socket opens
+            ``{ws_url}/{route}/stream``.
+        config: Connection policy (batching, pacing, backoff, staleness, rotation,
+            ``max_frame_bytes``).
+        handler: Receives data frames, bad frames and statuses.
+        pacer: Process-wide connect pacer.
+        stats: Shared counters (frames, reconnects, open connections, stale streams).
+        rng: Random source for the backoff jitter.
+        clock: Monotonic clock in seconds (timers).
+        open_timeout_s: Handshake timeout, seconds.
+        close_timeout_s: Close-handshake timeout, seconds.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        route: Route,
+        ws_url: str,
+        config: FeedConfig,
+        *,
+        handler: FrameHandler,
+        pacer: ConnectPacer,
+        stats: FeedStats,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        open_timeout_s: float = 10.0,
+        close_timeout_s: float = 2.0,
+    ) -> None:
+        self.label = label
+        self.route: Route = route
+        self.url = f"{ws_url.rstrip('/')}/{route}/stream"
+        # A replay/loopback server must never be reached through a system HTTP proxy;
+        # elsewhere websockets honours the proxy environment variables (``True``).
+        self._proxy: Literal[True] | None = None if _is_loopback(self.url) else True
+        self._config = config
+        self._handler = handler
+        self._pacer = pacer
+        self._stats = stats
+        self._clock = clock
+        self._open_timeout = open_timeout_s
+        self._close_timeout = close_timeout_s
+        self._backoff = Backoff.from_config(config, rng=rng, clock=clock)
+        self.reconnects = 0
+        """Reconnects of this connection so far."""
+
+        self._desired: set[str] = set()
+        self._rejected: set[str] = set()
+        self._solo: set[str] = set()  # streams of a rejected batch, retried one by one
+        self._thresholds: dict[str, float | None] = {}
+        self._stale: set[str] = set()
+        self._wake = asyncio.Event()
+        self._next_id = 1
+        # Per-socket state, reset on every connect.
+        self._subscribed: set[str] = set()
+        self._pending: dict[int, _Request] = {}
+        self._last_data: dict[str, float] = {}
+        self._last_control = float("-inf")
+        self._live = False
+        self._audit_due = False
+
+    # ----------------------------------------------------------------- registry
+
+    @property
+    def streams(self) -> frozenset[str]:
+        """Streams this connection should carry (the subscription registry)."""
+        return frozenset(self._desired)
+
+    @property
+    def rejected(self) -> frozenset[str]:
+        """Streams the server rejected; not retried until removed and added again."""
+        return frozenset(self._rejected)
+
+    def set_streams(self, streams: Iterable[str]) -> None:
+        """Replace the registry; the running socket subscribes/unsubscribes the difference.
+
+        Raises:
+            ValueError: if a name is not a valid stream (see :func:`feeds.routing.parse_stream`).
+        """
+        wanted = set(streams)
+        stale_after = self._config.stale_after_s
+        thresholds = {stream: stale_threshold_s(stream, stale_after) for stream in wanted}
+        for stream in self._desired - wanted:
+            self._last_data.pop(stream, None)
+            if stream in self._stale:
+                self._stale.discard(stream)
+                self._stats.stale_streams -= 1
+        self._desired = wanted
+        self._thresholds = thresholds
+        self._rejected &= wanted
+        self._solo &= wanted
+        self._wake.set()
+
+    # ----------------------------------------------------------------- run loop
+
+    async def run(self) -> None:
+        """Connect, subscribe and read until cancelled; reconnects on every failure.
+
+        Never raises on network errors; unexpected errors are logged with a traceback and
+        handled like a dropped connection. Cancellation closes the socket.
+        """
+        while True:
+            await self._pacer.wait()
+            self._status(FeedState.CONNECTING, reason=self.url)
+            opened = False
+            reason: str
+            try:
+                async with connect(
+                    self.url,
+                    max_size=self._config.max_frame_bytes,
+                    open_timeout=self._open_timeout,
+                    close_timeout=self._close_timeout,
+                    ping_interval=20.0,
+                    ping_timeout=20.0,
+                    proxy=self._proxy,
+                ) as ws:
+                    opened = True
+                    self._backoff.connected()
+                    self._stats.connections_open += 1
+                    try:
+                        reason = await self._session(ws)
+                    finally:
+                        self._stats.connections_open -= 1
+            except (OSError, InvalidHandshake, InvalidURI, TimeoutError, ConnectionClosed) as exc:
+                reason = _describe_error(exc, self.url)
+            except Exception as exc:
+                logger.exception("%s: unexpected error", self.label)
+                reason = f"internal error: {type(exc).__name__}: {exc}"
+            finally:
+                if opened:
+                    self._backoff.disconnected()
+            delay = self._backoff.next_delay()
+            self.reconnects += 1
+            self._stats.reconnects += 1
+            if opened:
+                logger.warning("%s: %s; reconnecting in %.2f s", self.label, reason, delay)
+            else:
+                logger.warning("%s: %s; retrying in %.2f s", self.label, reason, delay)
+                self._status(FeedState.OFFLINE, reason=reason)
+            self._status(FeedState.RECONNECTING, reason=reason, retry_in=delay)
+            await asyncio.sleep(delay)
+
+    async def _session(self, ws: ClientConnection) -> str:
+        """Serve one open socket; returns why it ended."""
+        self._subscribed = set()
+        self._pending = {}
+        self._last_data = {}
+        self._last_control = float("-inf")
+        self._live = False
+        self._audit_due = True
+        logger.info("%s: connected to %s", self.label, self.url)
+        reader = asyncio.create_task(self._read(ws), name=f"{self.label}-reader")
+        control = asyncio.create_task(self._control(ws), name=f"{self.label}-control")
+        watchdog = asyncio.create_task(self._watchdog(), name=f"{self.label}-watchdog")
+        tasks: list[asyncio.Task[Any]] = [reader, control, watchdog]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+        if watchdog in done and not watchdog.cancelled():
+            return watchdog.result()  # closing: the ``async with`` exit sends the close frame
+        for task in done:
+            exc = None if task.cancelled() else task.exception()
+            if exc is not None and not isinstance(exc, ConnectionClosed):
+                raise exc
+        return _describe_close(ws.close_code, ws.close_reason or "")
+
+    async def _read(self, ws: ClientConnection) -> None:
+        async for message in ws:
+            self._on_message(message)
+
+    # ----------------------------------------------------------------- frames
+
+    def _on_message(self, message: str | bytes) -> None:
+        recv_time = wall_time_ms()
+        try:
+            frame = decode_frame(message)
+        except BinanceDecodeError as exc:
+            self._handler.on_bad_frame("", str(exc), message)
+            return
+        stream = frame.stream
+        if stream:
+            if stream in self._last_data:
+                self._last_data[stream] = self._clock()
+            if stream in self._stale:
+                self._stale.discard(stream)
+                self._stats.stale_streams -= 1
+                self._status(FeedState.LIVE, stream=stream, reason="data resumed")
+            if not self._live:
+                self._live = True
+                self._status(FeedState.LIVE)
+            self._stats.frames += 1
+            self._stats.last_frame_time = recv_time
+            self._handler.on_data(stream, frame.data, recv_time, message)
+        elif frame.id is not None:
+            self._on_response(frame, message)
+        else:
+            self._handler.on_bad_frame("", "frame has neither 'stream' nor 'id'", message)
+
+    def _on_response(self, frame: BinanceFrame, message: str | bytes) -> None:
+        request = self._pending.pop(frame.id or 0, None)
+        if request is None:
+            logger.debug("%s: response to unknown request id %s", self.label, frame.id)
+            return
+        error = frame.error_text
+        if error is not None:
+            if request.method == "SUBSCRIBE":
+                self._subscribe_rejected(request.params, error)
+            else:
+                logger.warning("%s: %s rejected: %s", self.label, request.method, error)
+            return
+        if request.method == "LIST_SUBSCRIPTIONS":
+            self._audit(request, frame, message)
+
+    def _subscribe_rejected(self, streams: tuple[str, ...], error: str) -> None:
+        for stream in streams:
+            self._subscribed.discard(stream)
+            self._last_data.pop(stream, None)
+        if len(streams) > 1:
+            logger.warning(
+                "%s: SUBSCRIBE of %d streams rejected (%s); retrying them one by one",
+                self.label,
+                len(streams),
+                error,
+            )
+            self._solo.update(streams)
+            self._wake.set()
+            return
+        (stream,) = streams
+        logger.error("%s: SUBSCRIBE %s rejected: %s", self.label, stream, error)
+        if stream in self._desired:
+            self._rejected.add(stream)
+        self._status(FeedState.OFFLINE, stream=stream, reason=f"subscribe rejected: {error}")
+
+    def _audit(self, request: _Request, frame: BinanceFrame, message: str | bytes) -> None:
+        """Compare the server's subscription list with what was subscribed when asked."""
+        try:
+            listed = LIST_RESULT_DECODER.decode(frame.result) if frame.result else None
+        except msgspec.DecodeError as exc:
+            self._handler.on_bad_frame("", f"LIST_SUBSCRIPTIONS result: {exc}", message)
+            return
+        server = set(listed or ())
+        missing = (request.sent_subscribed & self._subscribed) - server
+        extra = server - request.sent_subscribed - self._subscribed
+        if missing:
+            logger.warning(
+                "%s: server lost %d subscription(s), resubscribing: %s",
+                self.label,
+                len(missing),
+                ", ".join(sorted(missing)[:5]),
+            )
+            self._subscribed -= missing
+        if extra:
+            logger.warning("%s: server has %d unexpected subscription(s)", self.label, len(extra))
+            # Marked subscribed so the control loop UNSUBSCRIBEs the unwanted ones.
+            self._subscribed |= extra
+        if missing or extra:
+            self._wake.set()
+
+    # ----------------------------------------------------------------- control messages
+
+    def _next_request(self) -> tuple[str, list[str]] | None:
+        batch = self._config.subscribe_batch
+        removed = self._subscribed - self._desired
+        if removed:
+            return "UNSUBSCRIBE", sorted(removed)[:batch]
+        added = self._desired - self._subscribed - self._rejected
+        if added:
+            batched = added - self._solo
+            if batched:
+                return "SUBSCRIBE", sorted(batched)[:batch]
+            return "SUBSCRIBE", sorted(added)[:1]
+        if self._audit_due and self._subscribed:
+            return "LIST_SUBSCRIPTIONS", []
+        return None
+
+    async def _control(self, ws: ClientConnection) -> None:
+        """Send SUBSCRIBE/UNSUBSCRIBE/LIST_SUBSCRIPTIONS until the registry matches."""
+        while True:
+            self._wake.clear()
+            if self._next_request() is None:
+                await self._wake.wait()
+                continue
+            wait = self._last_control + self._config.subscribe_interval_s - self._clock()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            # Recomputed after the pause: the registry may have changed meanwhile.
+            request = self._next_request()
+            if request is None:
+                continue
+            method, params = request
+            request_id = self._next_id
+            self._next_id += 1
+            body: dict[str, object] = {"method": method, "id": request_id}
+            if method == "LIST_SUBSCRIPTIONS":
+                self._audit_due = False
+                self._pending[request_id] = _Request(method, (), frozenset(self._subscribed))
+            else:
+                body["params"] = params
+                self._pending[request_id] = _Request(method, tuple(params))
+            self._last_control = self._clock()
+            if method == "SUBSCRIBE":
+                self._subscribed.update(params)
+                for stream in params:
+                    if self._thresholds.get(stream) is not None:
+                        # The grace period of a new subscription starts now.
+                        self._last_data[stream] = self._last_control
+            elif method == "UNSUBSCRIBE":
+                self._subscribed.difference_update(params)
+            await ws.send(msgspec.json.encode(body).decode())
+            logger.debug(
+                "%s: sent %s id=%d (%d streams)", self.label, method, request_id, len(params)
+            )
+
+    # ----------------------------------------------------------------- watchdog
+
+    def _tick_s(self) -> float:
+        bounds = [t for t in self._thresholds.values() if t is not None]
+        base = min(bounds) / 4 if bounds else _MAX_WATCHDOG_TICK_S
+        return min(_MAX_WATCHDOG_TICK_S, max(_MIN_WATCHDOG_TICK_S, base))
+
+    async def _watchdog(self) -> str:
+        """Mark silent streams stale; returns (ending the session) when the socket must be
+        reopened: every watched stream stale, or time to rotate."""
+        opened = self._clock()
+        while True:
+            await asyncio.sleep(self._tick_s())
+            now = self._clock()
+            if now - opened >= self._config.rotate_after_s:
+                return f"rotating after {now - opened:.0f} s (Binance cuts connections at 24 h)"
+            if not self._last_data:
+                continue
+            all_stale = True
+            for stream, last in self._last_data.items():
+                threshold = self._thresholds.get(stream)
+                if threshold is None:
+                    continue
+                silent = now - last
+                if silent <= threshold:
+                    all_stale = False
+                elif stream not in self._stale:
+                    self._stale.add(stream)
+                    self._stats.stale_streams += 1
+                    self._status(
+                        FeedState.STALE, stream=stream, reason=f"no data for {silent:.1f} s"
+                    )
+            if all_stale:
+                return f"all {len(self._last_data)} streams stale"
+
+    # ----------------------------------------------------------------- statuses
+
+    def _status(
+        self,
+        state: FeedState,
+        *,
+        stream: str = "",
+        reason: str = "",
+        retry_in: float | None = None,
+    ) -> None:
+        self._handler.on_status(
+            FeedStatus(
+                state=state,
+                connection=self.label,
+                stream=stream,
+                reason=reason,
+                retry_in=retry_in,
+                reconnects=self.reconnects,
+                time=wall_time_ms(),
+            )
+        )

@@ -1,0 +1,95 @@
+"""Shared helpers for storage tests: recorded kline files read in place from ../shared/data."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from feeds.events import Kline
+from feeds.intervals import interval_ms
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+KLINES_DIR = SHARED_DATA / "binance-usdm" / "klines" / "alpergulsen-freqtrade"
+
+
+def _recorded_klines(base: str, interval: str, count: int, offset: int = 0) -> list[Kline]:
+    """Closed klines of ``<BASE>USDT`` from the recorded freqtrade feather file.
+
+    The files keep only OHLCV, so ``quote_volume`` and ``trades`` are 0.
+    """
+    path = KLINES_DIR / f"{base}_USDT_USDT-{interval}-futures.feather"
+    frame = pl.read_ipc(path).slice(offset, count)
+    length = interval_ms(interval)
+    out = []
+    for date, open_, high, low, close, volume in frame.iter_rows():
+        open_time = int(date.timestamp() * 1000)
+        out.append(
+            Kline(
+                symbol=f"{base}USDT",
+                interval=interval,
+                open_time=open_time,
+                close_time=open_time + length - 1,
+                open=open_,
+                high=high,
+                low=low,
+                close=close,
+                volume=volume,
+                closed=True,
+            )
+        )
+    return out
+
+
+WS_CAPTURE = SHARED_DATA / "binance-usdm" / "ws" / "cryptofeed" / "BINANCE_FUTURES.ws.1.0"
+
+
+@pytest.fixture
+def ctk_kline_updates() -> list[Kline]:
+    """Every recorded ``ctkusdt@kline_1m`` update (2021-07-22), as closed-flagged klines.
+
+    Successive updates of one candle are two real versions of the same open time; they
+    carry quote volume and trade count, which the freqtrade files lack.
+    """
+    out = []
+    for line in WS_CAPTURE.read_text().splitlines():
+        _, sep, payload = line.partition(": ")
+        if not sep or '"ctkusdt@kline_1m"' not in payload:
+            continue
+        k = json.loads(payload)["data"]["k"]
+        out.append(
+            Kline(
+                symbol=k["s"],
+                interval=k["i"],
+                open_time=k["t"],
+                close_time=k["T"],
+                open=float(k["o"]),
+                high=float(k["h"]),
+                low=float(k["l"]),
+                close=float(k["c"]),
+                volume=float(k["v"]),
+                quote_volume=float(k["q"]),
+                trades=k["n"],
+                closed=True,
+            )
+        )
+    assert out, f"no ctkusdt kline frames in {WS_CAPTURE}"
+    return out
+
+
+RecordedKlines = Callable[..., list[Kline]]
+
+
+@pytest.fixture
+def recorded_klines() -> RecordedKlines:
+    """``recorded_klines(base, interval, count, offset=0)`` → closed klines from the files."""
+    return _recorded_klines
+
+
+@pytest.fixture
+def btc_5m() -> list[Kline]:
+    """The first 300 recorded BTCUSDT 5m klines (2023-07-04 12:35 UTC onward)."""
+    return _recorded_klines("BTC", "5m", 300)
