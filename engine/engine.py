@@ -14,7 +14,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from engine.candles import CandleStore, ClosedArrays
@@ -138,6 +138,7 @@ class Engine:
         """Backfill series of symbols outside the universe (skipped)."""
         self.compute_errors = 0
         """Symbols whose evaluation raised (logged; the previous signal is kept)."""
+        self._tick_sizes: dict[str, float] = {}
 
     # -- universe ------------------------------------------------------------------------
 
@@ -145,6 +146,10 @@ class Engine:
     def universe(self) -> tuple[str, ...]:
         """Symbols tracked, in display order."""
         return tuple(self._symbols)
+
+    def set_tick_sizes(self, tick_sizes: Mapping[str, float]) -> None:
+        """Price tick per symbol (quote currency); trade plans are put on this grid."""
+        self._tick_sizes = dict(tick_sizes)
 
     def set_universe(self, symbols: Iterable[str]) -> None:
         """Replace the tracked symbols; removed symbols' candles and state are freed."""
@@ -257,7 +262,6 @@ class Engine:
             Symbols evaluated.
         """
         async with self._lock:
-            now = self._clock()
             jobs: list[_Job] = []
             for symbol in list(self._dirty):
                 state = self._symbols.get(symbol)
@@ -309,7 +313,7 @@ class Engine:
                     for tf in self._timeframes
                 ]
                 signal = (
-                    combine(symbol, ordered, self.config)
+                    combine(symbol, ordered, self.config, self._tick_sizes.get(symbol))
                     if any(s.bars for s in ordered)
                     else None
                 )

@@ -27,6 +27,7 @@ from feeds.binance_futures import BinanceFuturesFeed
 from feeds.config import EndpointConfig, FeedConfig, UniverseConfig
 from feeds.events import FeedEvent, FeedState, FeedStatus, Kline
 from feeds.intervals import interval_ms
+from feeds.replay.errors import ReplayDataError
 from feeds.replay.server import ReplayServer
 from feeds.rest import BinanceRest
 from feeds.routing import MARK_PRICE_ALL, TICKER_ALL, kline_stream
@@ -107,6 +108,11 @@ class MarketRunner:
         self.engine = Engine(engine_config, clock=self._clock, streamed_timeframes=self._streamed)
         """The engine (exposed for headless use and tests)."""
 
+    @property
+    def replay_server(self) -> ReplayServer | None:
+        """The loopback replay server while one runs (for status and fault tests)."""
+        return self._server
+
     # -- MarketService -------------------------------------------------------------------
 
     def snapshot(self) -> EngineSnapshot:
@@ -118,9 +124,18 @@ class MarketRunner:
         return self.engine.candles(symbol, timeframe, limit)
 
     async def run(self) -> None:
-        """Run until cancelled; network and data errors become health, never exceptions."""
+        """Run until cancelled; network and data errors become health, never exceptions.
+
+        Unusable replay data stops the pipeline with OFFLINE health naming the file; there is
+        nothing to retry.
+        """
         try:
-            await self._bootstrap()
+            try:
+                await self._bootstrap()
+            except (ReplayDataError, ValueError) as exc:
+                self._mode, self._reason = "OFFLINE", f"replay data error: {exc}"
+                log.error("%s", self._reason)
+                return
             assert self._adapter is not None
             feed_task = asyncio.create_task(self._adapter.run(self._on_event), name="feed")
             try:
@@ -193,6 +208,7 @@ class MarketRunner:
                 try:
                     symbols = await rest.universe(self._universe_cfg)
                     self.engine.set_universe(symbols)
+                    self.engine.set_tick_sizes(rest.tick_sizes)
                     self._buffer = []
                     self._adapter = BinanceFuturesFeed(endpoints, self._feed_cfg)
                     self._adapter.set_streams(self._streams(symbols))
@@ -214,7 +230,11 @@ class MarketRunner:
 
     def _streams(self, symbols: list[str]) -> list[str]:
         streams = [kline_stream(symbol, code) for symbol in symbols for code in self._streamed]
-        return [*streams, MARK_PRICE_ALL, TICKER_ALL]
+        streams.append(MARK_PRICE_ALL)
+        # A kline-history replay has no ticker tape; subscribing would only show a dead stream.
+        if self._server is None or self._server.source_kind != "klines":
+            streams.append(TICKER_ALL)
+        return streams
 
     async def _run_backfill(self, rest: BinanceRest, symbols: list[str]) -> None:
         tf = self._engine_config.timeframes

@@ -256,13 +256,40 @@ def fuse(
     return direction, score, confidence
 
 
+def round_to_tick(price: float, tick: float, mode: str) -> float:
+    """``price`` on the tick grid: ``mode`` is ``floor``, ``ceil`` or ``nearest``.
+
+    The result is rounded to the tick's decimals so it prints as the exchange would.
+    """
+    steps = price / tick
+    # Absorb float noise (0.30000000000000004 / 0.1) before floor/ceil.
+    nearest = round(steps)
+    if abs(steps - nearest) < 1e-9:
+        steps = nearest
+    if mode == "floor":
+        count = math.floor(steps)
+    elif mode == "ceil":
+        count = math.ceil(steps)
+    else:
+        count = round(steps)
+    decimals = max(0, -math.floor(math.log10(tick)) + 1)
+    return float(round(count * tick, decimals))
+
+
 def trade_plan(
-    direction: Direction, entry: float, atr: float, timeframe: str, cfg: SignalConfig
+    direction: Direction,
+    entry: float,
+    atr: float,
+    timeframe: str,
+    cfg: SignalConfig,
+    tick_size: float | None = None,
 ) -> TradePlan | None:
     """ATR trade plan.
 
     LONG: ``SL = entry - stop_atr·ATR``, ``TP1 = entry + tp1_atr·ATR``,
     ``TP2 = entry + tp2_atr·ATR``; SHORT mirrored. ``R:R = |TP1 - entry| / |entry - SL|``.
+    With ``tick_size`` every price is put on the exchange's tick grid conservatively: the stop
+    away from the entry, the targets towards it, and R:R is computed from the rounded prices.
 
     Args:
         direction: LONG or SHORT (NEUTRAL gives ``None``).
@@ -270,10 +297,12 @@ def trade_plan(
         atr: ATR, quote currency.
         timeframe: Timeframe the ATR comes from.
         cfg: ATR multiples.
+        tick_size: Price tick (quote currency), or ``None`` to leave prices unrounded.
 
     Returns:
-        The plan, or ``None`` for NEUTRAL, a non-positive/non-finite entry or ATR, or a stop at
-        or below zero for a LONG.
+        The plan, or ``None`` for NEUTRAL, a non-positive/non-finite entry or ATR, a stop at
+        or below zero for a LONG, or an ATR so small against the tick that the rounded levels
+        collapse onto each other.
     """
     if direction is Direction.NEUTRAL or not _finite(entry, atr) or entry <= 0 or atr <= 0:
         return None
@@ -283,6 +312,14 @@ def trade_plan(
         return None
     tp1 = entry + side * cfg.tp1_atr * atr
     tp2 = entry + side * cfg.tp2_atr * atr
+    if tick_size is not None and tick_size > 0:
+        away, toward = ("floor", "floor") if side > 0 else ("ceil", "ceil")
+        entry = round_to_tick(entry, tick_size, "nearest")
+        stop = round_to_tick(stop, tick_size, away)
+        tp1 = round_to_tick(tp1, tick_size, toward)
+        tp2 = round_to_tick(tp2, tick_size, toward)
+        if stop <= 0 or not (side * stop < side * entry < side * tp1 < side * tp2):
+            return None
     return TradePlan(
         entry=entry,
         stop_loss=stop,
@@ -304,11 +341,17 @@ def evaluate_timeframe(timeframe: str, arrays: ClosedArrays, cfg: EngineConfig) 
     return timeframe_signal(timeframe, arrays, indicators, cfg)
 
 
-def combine(symbol: str, timeframe_signals: Sequence[TimeframeSignal], cfg: EngineConfig) -> Signal:
+def combine(
+    symbol: str,
+    timeframe_signals: Sequence[TimeframeSignal],
+    cfg: EngineConfig,
+    tick_size: float | None = None,
+) -> Signal:
     """The fused :class:`Signal` from per-timeframe signals (configured order, all included).
 
     The plan's ATR comes from ``SignalConfig.plan_timeframe`` when it is ready, else from the
     largest ready timeframe; the entry is the last close of the smallest ready timeframe.
+    ``tick_size`` (quote currency) puts the plan's prices on the exchange's tick grid.
     """
     direction, score, confidence = fuse(symbol, timeframe_signals, cfg.signals)
     ready = sorted(
@@ -322,7 +365,9 @@ def combine(symbol: str, timeframe_signals: Sequence[TimeframeSignal], cfg: Engi
         if sized.atr is None:
             sized = next((s for s in reversed(ready) if s.atr is not None), sized)
         entry = ready[0].values.get("close", math.nan)
-        plan = trade_plan(direction, entry, sized.atr or math.nan, sized.timeframe, cfg.signals)
+        plan = trade_plan(
+            direction, entry, sized.atr or math.nan, sized.timeframe, cfg.signals, tick_size
+        )
     return Signal(
         symbol=symbol,
         direction=direction,
@@ -334,7 +379,12 @@ def combine(symbol: str, timeframe_signals: Sequence[TimeframeSignal], cfg: Engi
     )
 
 
-def evaluate(symbol: str, arrays: Mapping[str, ClosedArrays], cfg: EngineConfig) -> Signal:
+def evaluate(
+    symbol: str,
+    arrays: Mapping[str, ClosedArrays],
+    cfg: EngineConfig,
+    tick_size: float | None = None,
+) -> Signal:
     """The signal of one symbol from its closed candles: a pure function (causal, repeatable).
 
     Args:
@@ -342,6 +392,7 @@ def evaluate(symbol: str, arrays: Mapping[str, ClosedArrays], cfg: EngineConfig)
         arrays: Closed candles by timeframe; a configured timeframe missing here counts as
             having no candles (warming up). Extra timeframes are ignored.
         cfg: Engine configuration.
+        tick_size: Price tick of the contract (quote currency) for the plan, if known.
 
     Returns:
         The fused :class:`Signal` with one :class:`TimeframeSignal` per configured timeframe.
@@ -350,4 +401,4 @@ def evaluate(symbol: str, arrays: Mapping[str, ClosedArrays], cfg: EngineConfig)
     signals = [
         evaluate_timeframe(tf, arrays.get(tf, empty), cfg) for tf in cfg.timeframes.timeframes
     ]
-    return combine(symbol, signals, cfg)
+    return combine(symbol, signals, cfg, tick_size)

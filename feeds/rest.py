@@ -157,6 +157,9 @@ class BinanceRest:
         )
         self.requests_sent = 0
         """HTTP requests sent so far (all endpoints)."""
+        self.tick_sizes: dict[str, float] = {}
+        """Price tick size per TRADING USDT perpetual (quote currency), set by
+        :meth:`universe`."""
         self._concurrency = concurrency
         self._max_retries = max_retries
         self._backoff_s = retry_backoff_s
@@ -219,6 +222,7 @@ class BinanceRest:
         """
         markets = await self._load_markets(reload=True, context="universe")
         perps = _usdt_perpetual_ids(markets, cfg.quote_asset)
+        self.tick_sizes = _tick_sizes(markets, perps)
         excluded = set(cfg.exclude)
         if cfg.mode == "list":
             wanted = [s for s in dict.fromkeys(cfg.symbols) if s not in excluded]
@@ -627,6 +631,18 @@ def _usdt_perpetual_ids(markets: Mapping[str, Any], quote: str) -> set[str]:
         ):
             ids.add(str(market["id"]))
     return ids
+
+
+def _tick_sizes(markets: Mapping[str, Any], ids: set[str]) -> dict[str, float]:
+    """``PRICE_FILTER.tickSize`` per symbol id (quote currency), from exchangeInfo."""
+    ticks: dict[str, float] = {}
+    for market in markets.values():
+        if market.get("id") not in ids:
+            continue
+        for flt in (market.get("info") or {}).get("filters") or ():
+            if flt.get("filterType") == "PRICE_FILTER" and _float(flt.get("tickSize")) > 0:
+                ticks[str(market["id"])] = _float(flt.get("tickSize"))
+    return ticks
 
 
 def _float(value: Any) -> float:

@@ -1,0 +1,117 @@
+"""Headless commands: ``perpscope scan`` and ``perpscope record``, and the runner factory."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import time
+
+from rich.console import Console
+
+from engine.runner import MarketRunner, ReplayOptions
+from feeds.replay.loaders import ReplayDataError
+from feeds.rest import RestError
+from tui.scan_output import print_table, to_csv, to_json_lines
+from tui.settings import Settings
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+
+def build_runner(
+    settings: Settings, args: argparse.Namespace, *, default_speed: float | None
+) -> MarketRunner:
+    """A :class:`MarketRunner` from settings and the common CLI options.
+
+    ``default_speed`` applies when ``--speed`` was not given (``None`` = as fast as consumed).
+    """
+    replay = None
+    if getattr(args, "replay", None) is not None:
+        speed = getattr(args, "speed", default_speed)
+        replay = ReplayOptions(path=args.replay, speed=speed, start_ms=args.start)
+    return MarketRunner(
+        endpoints=settings.endpoints,
+        universe=settings.universe,
+        feed=settings.feed,
+        engine_config=settings.engine_config(),
+        data_dir=settings.data_path(),
+        replay=replay,
+    )
+
+
+def run_scan(settings: Settings, args: argparse.Namespace) -> int:
+    """``perpscope scan``: print one record per symbol; returns the exit status."""
+    # A headless scan wants the result, not a real-time show: replay at max speed by default.
+    runner = build_runner(settings, args, default_speed=None)
+    try:
+        snapshot = asyncio.run(runner.run_to_completion())
+    except ReplayDataError as exc:
+        _error(f"perpscope: replay data error: {exc}")
+        return EXIT_USAGE
+    except RestError as exc:
+        _error(f"perpscope: {exc}")
+        if args.replay is None:
+            _error("hint: no network? try `perpscope scan --replay PATH` on recorded data")
+        return EXIT_RUNTIME
+    if args.json:
+        sys.stdout.write(to_json_lines(snapshot, args.top))
+    elif args.csv:
+        sys.stdout.write(to_csv(snapshot, args.top))
+    else:
+        # Piped output has no terminal width; rich's 80-column default would fold every cell.
+        width = None if sys.stdout.isatty() else 220
+        print_table(snapshot, Console(width=width), args.top)
+    return EXIT_OK
+
+
+def _error(message: str) -> None:
+    # Plain lines: a console would wrap long paths at 80 columns.
+    print(message, file=sys.stderr)
+
+
+def run_record(settings: Settings, args: argparse.Namespace) -> int:
+    """``perpscope record``: write raw live frames with receive times to ``--out``."""
+    from feeds.binance_futures import BinanceFuturesFeed
+    from feeds.replay.recording import RecordingWriter
+    from feeds.rest import BinanceRest
+    from feeds.routing import MARK_PRICE_ALL, TICKER_ALL, kline_stream
+
+    err = Console(stderr=True)
+    endpoints = settings.endpoints
+
+    async def record() -> int:
+        rest = BinanceRest(endpoints, settings.feed)
+        try:
+            symbols = await rest.universe(settings.universe)
+        finally:
+            await rest.close()
+        base = settings.timeframes.timeframes[0]
+        streams = [kline_stream(s, base) for s in symbols] + [MARK_PRICE_ALL, TICKER_ALL]
+        writer = RecordingWriter(args.out, ws_url=endpoints.ws_url)
+        feed = BinanceFuturesFeed(endpoints, settings.feed, frame_hook=writer.write_frame)
+        feed.set_streams(streams)
+        started = time.monotonic()
+        task = asyncio.create_task(feed.run(lambda _event: None))
+        try:
+            while args.duration is None or time.monotonic() - started < args.duration:
+                await asyncio.sleep(1.0)
+                err.print(f"\rrecording {len(symbols)} symbols: {feed.stats.frames} frames",
+                          end="", markup=False, highlight=False)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            writer.close()
+            err.print(f"\nwrote {args.out}", markup=False, highlight=False)
+        return EXIT_OK
+
+    try:
+        return asyncio.run(record())
+    except RestError as exc:
+        _error(f"perpscope: {exc}")
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        return EXIT_OK

@@ -1,0 +1,239 @@
+"""Symbol view: candles + EMAs, RSI, trade plan and the votes behind the score.
+
+Pushed by the main screen for one symbol. It pulls its own snapshots at ``ui.refresh_hz``
+(header, plan, votes) and candles at most twice a second, redrawing the charts only when
+the candles changed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import ClassVar
+
+from textual import events
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.reactive import Reactive, reactive
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer
+
+from engine.models import CandleSeries, EngineSnapshot, Signal, SymbolState
+from engine.service import MarketService
+from tui import formatting as fmt
+from tui.commands import PaletteCommand
+from tui.ui_config import UiConfig
+from tui.widgets.charts import PriceChart, RsiChart, ema_periods_from
+from tui.widgets.status_bar import StatusBar
+from tui.widgets.symbol_header import SymbolHeader
+from tui.widgets.trade_plan import TradePlanPanel
+from tui.widgets.vote_table import VoteTable
+
+CANDLE_INTERVAL_S = 0.5
+"""Candles are fetched (and charts redrawn) at most this often: ≤ 2 Hz."""
+
+NARROW_WIDTH = 100
+"""Below this width the trade plan goes under the chart instead of beside it."""
+
+SHORT_HEIGHT = 30
+"""Below this height the RSI chart is hidden to leave the candles room."""
+
+
+class SymbolScreen(Screen[None]):
+    """Everything about one symbol on one timeframe."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,backspace", "back", "Back", id="symbol.back"),
+        Binding("t", "next_timeframe", "Next tf", id="symbol.next_timeframe"),
+        Binding("T", "previous_timeframe", "Prev tf", id="symbol.previous_timeframe"),
+        *[
+            Binding(
+                str(n),
+                f"select_timeframe({n - 1})",
+                f"Timeframe {n}",
+                show=False,
+                id=f"symbol.timeframe_{n}",
+            )
+            for n in range(1, 7)
+        ],
+    ]
+
+    snapshot: Reactive[EngineSnapshot | None] = reactive(None, init=False)
+    """Latest engine snapshot (the status bar is bound to it)."""
+    now: Reactive[float] = reactive(0.0, init=False)
+    """Wall clock (epoch seconds) at the latest tick."""
+    timeframe: Reactive[str] = reactive("", init=False)
+    """Timeframe shown in the charts."""
+    state: Reactive[SymbolState | None] = reactive(None, init=False)
+    """This symbol's state from the latest snapshot."""
+
+    def __init__(
+        self,
+        service: MarketService,
+        ui: UiConfig,
+        *,
+        symbol: str,
+        exchange: str,
+        clock: Callable[[], float],
+    ) -> None:
+        """Create the view.
+
+        Args:
+            service: The market pipeline (``snapshot()`` and ``candles()``).
+            ui: UI settings (refresh rate, chart timeframe and bars).
+            symbol: Venue symbol to show.
+            exchange: Exchange id for the status bar.
+            clock: Wall clock in epoch seconds.
+        """
+        super().__init__()
+        self.symbol = symbol
+        """Venue symbol shown."""
+        self._service = service
+        self._ui = ui
+        self._exchange = exchange
+        self._clock = clock
+        self._timer: Timer | None = None
+        self._candle_timer: Timer | None = None
+        self._candles: CandleSeries | None = None
+        self._candles_at = 0.0
+
+    @property
+    def timeframes(self) -> tuple[str, ...]:
+        """Configured timeframes from the latest snapshot, smallest first."""
+        return self.snapshot.timeframes if self.snapshot is not None else ()
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(self._exchange, id="status").data_bind(
+            SymbolScreen.snapshot, SymbolScreen.now
+        )
+        yield SymbolHeader(self.symbol, id="symbol-header").data_bind(
+            SymbolScreen.state, SymbolScreen.timeframe
+        )
+        with VerticalScroll(id="symbol-body"):
+            with Horizontal(id="symbol-top"):
+                with Vertical(id="charts"):
+                    yield PriceChart(bars=self._ui.chart_bars, id="price-chart")
+                    yield RsiChart(bars=self._ui.chart_bars, id="rsi-chart")
+                yield TradePlanPanel(id="plan").data_bind(SymbolScreen.state)
+            yield VoteTable(id="votes").data_bind(SymbolScreen.timeframe)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._tick()
+        self._timer = self.set_interval(1 / self._ui.refresh_hz, self._tick, name="snapshot")
+        self._candle_timer = self.set_interval(
+            CANDLE_INTERVAL_S, self._poll_candles, name="candles"
+        )
+        self._poll_candles()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < NARROW_WIDTH, "-narrow")
+        self.set_class(event.size.height < SHORT_HEIGHT, "-short")
+
+    def on_screen_suspend(self) -> None:
+        for timer in (self._timer, self._candle_timer):
+            if timer is not None:
+                timer.pause()
+
+    def on_screen_resume(self) -> None:
+        for timer in (self._timer, self._candle_timer):
+            if timer is not None:
+                timer.resume()
+
+    # ---------------------------------------------------------------- data
+
+    def _tick(self) -> None:
+        snapshot = self._service.snapshot()
+        self.now = self._clock()
+        if snapshot is self.snapshot:
+            return
+        self.snapshot = snapshot
+        self.query_one(SymbolHeader).timeframes = snapshot.timeframes
+        if self.timeframe not in snapshot.timeframes and snapshot.timeframes:
+            # First snapshot (or a config change): the configured chart timeframe, else the
+            # smallest one.
+            wanted = self._ui.chart_timeframe
+            self.timeframe = wanted if wanted in snapshot.timeframes else snapshot.timeframes[0]
+        state = snapshot.symbols.get(self.symbol)
+        if state != self.state:
+            self.state = state
+        self.set_class(state is not None and state.stale, "-stale")
+        signal = state.signal if state is not None else None
+        votes = self.query_one(VoteTable)
+        if signal != votes.signal:
+            votes.signal = signal
+
+    def _poll_candles(self) -> None:
+        """Fetch candles for the chart; redraw only if they changed (≤ 2 Hz)."""
+        if not self.timeframe:
+            return
+        chart = self.query_one(PriceChart)
+        periods = self._ema_periods()
+        # Fetch extra candles so even the slowest EMA is warmed up where the chart starts.
+        limit = self._ui.chart_bars + max(periods)
+        series = self._service.candles(self.symbol, self.timeframe, limit)
+        self._candles_at = time.monotonic()
+        if series == self._candles and periods == chart.ema_periods:
+            return
+        self._candles = series
+        periods_changed = periods != chart.ema_periods
+        chart.ema_periods = periods
+        if series != chart.candles:
+            chart.candles = series  # its watcher redraws
+        elif periods_changed:
+            chart.replot()
+        self.query_one(RsiChart).candles = series
+        if series is not None and series.close:
+            decimals = fmt.series_decimals(series.close)
+            self.query_one(TradePlanPanel).decimals = decimals
+            self.query_one(SymbolHeader).decimals = decimals
+
+    def _ema_periods(self) -> tuple[int, ...]:
+        signal: Signal | None = self.state.signal if self.state is not None else None
+        tf_signal = fmt.timeframe_of(signal, self.timeframe)
+        return ema_periods_from(tf_signal.values if tf_signal is not None else {})
+
+    def watch_timeframe(self) -> None:
+        # Switch at once unless the charts were drawn less than 0.5 s ago; the candle timer
+        # then picks the new timeframe up, keeping redraws at ≤ 2 Hz while keys repeat.
+        if time.monotonic() - self._candles_at >= CANDLE_INTERVAL_S:
+            self._poll_candles()
+
+    # ---------------------------------------------------------------- actions
+
+    def action_back(self) -> None:
+        """Return to the signal table."""
+        self.dismiss()
+
+    def action_next_timeframe(self) -> None:
+        """Show the next larger timeframe (wraps)."""
+        self._step_timeframe(1)
+
+    def action_previous_timeframe(self) -> None:
+        """Show the next smaller timeframe (wraps)."""
+        self._step_timeframe(-1)
+
+    def action_select_timeframe(self, index: int) -> None:
+        """Show the ``index``-th configured timeframe (0-based); out of range is ignored."""
+        if 0 <= index < len(self.timeframes):
+            self.timeframe = self.timeframes[index]
+
+    def _step_timeframe(self, step: int) -> None:
+        timeframes = self.timeframes
+        if not timeframes:
+            return
+        index = timeframes.index(self.timeframe) if self.timeframe in timeframes else 0
+        self.timeframe = timeframes[(index + step) % len(timeframes)]
+
+    def palette_commands(self) -> Iterable[PaletteCommand]:
+        """Timeframe and navigation commands (see :mod:`tui.commands`)."""
+        for timeframe in self.timeframes:
+            yield PaletteCommand(
+                f"Timeframe {timeframe}",
+                f"Chart {self.symbol} on {timeframe}",
+                partial(setattr, self, "timeframe", timeframe),
+            )
+        yield PaletteCommand("Back to signals", "Return to the signal table", self.action_back)
