@@ -150,6 +150,7 @@ class Engine:
     def set_tick_sizes(self, tick_sizes: Mapping[str, float]) -> None:
         """Price tick per symbol (quote currency); trade plans are put on this grid."""
         self._tick_sizes = dict(tick_sizes)
+        self._changed.update(s for s in self._symbols if s in self._tick_sizes)
 
     def set_universe(self, symbols: Iterable[str]) -> None:
         """Replace the tracked symbols; removed symbols' candles and state are freed."""
@@ -348,6 +349,7 @@ class Engine:
             last_update=state.last_update,
             age_ms=age,
             stale=age > self._stale_ms,
+            tick_size=self._tick_sizes.get(symbol),
         )
 
     def snapshot(self, health: FeedHealth) -> EngineSnapshot:

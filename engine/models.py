@@ -128,6 +128,8 @@ class SymbolState(msgspec.Struct, frozen=True, kw_only=True):
         last_update: Time (ms UTC, engine clock) of the latest market event for the symbol.
         age_ms: Engine clock minus ``last_update`` at snapshot time.
         stale: True when ``age_ms`` exceeds the stale limit; stale rows get no new signals.
+        tick_size: Price tick of the contract (quote currency), ``None`` if unknown; the UI
+            shows prices with its decimals.
     """
 
     symbol: str
@@ -141,6 +143,7 @@ class SymbolState(msgspec.Struct, frozen=True, kw_only=True):
     last_update: int
     age_ms: int
     stale: bool
+    tick_size: float | None = None
 
 
 class CandleSeries(msgspec.Struct, frozen=True, kw_only=True):

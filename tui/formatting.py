@@ -73,13 +73,23 @@ class CellContext:
     palette: Palette = field(default_factory=Palette)
     decimals: dict[str, int] = field(default_factory=dict)
 
-    def price_decimals(self, symbol: str, price: float | None) -> int | None:
-        """Decimals to show for ``symbol`` after seeing ``price`` (``None`` if unknown)."""
+    def price_decimals(
+        self, symbol: str, price: float | None, tick_size: float | None = None
+    ) -> int | None:
+        """Decimals to show for ``symbol``: the contract tick's when known, else the most
+        seen in its prices (``None`` if unknown)."""
+        if tick_size:
+            return tick_decimals(tick_size)
         if price is None or math.isnan(price):
             return self.decimals.get(symbol)
         decimals = max(self.decimals.get(symbol, 0), price_decimals(price))
         self.decimals[symbol] = decimals
         return decimals
+
+
+def tick_decimals(tick_size: float) -> int:
+    """Decimals of a price tick (``0.001`` → 3, ``0.5`` → 1, ``10`` → 0), capped at 8."""
+    return price_decimals(tick_size)
 
 
 def significant_decimals(value: float, digits: int = 5) -> int:
@@ -256,7 +266,7 @@ def cell_symbol(state: SymbolState, ctx: CellContext) -> Text:
 
 def cell_price(state: SymbolState, ctx: CellContext) -> Text:
     """Last price cell, right-aligned, with the symbol's sticky decimals."""
-    decimals = ctx.price_decimals(state.symbol, state.last_price)
+    decimals = ctx.price_decimals(state.symbol, state.last_price, state.tick_size)
     text = Text(format_price(state.last_price, decimals), justify="right")
     return _finish(text, state.stale, ctx)
 

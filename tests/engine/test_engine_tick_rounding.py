@@ -41,3 +41,32 @@ def test_plan_levels_are_on_the_grid_and_conservative(direction: Direction) -> N
 
 def test_atr_below_the_tick_gives_no_plan() -> None:
     assert trade_plan(Direction.LONG, 0.01049, 0.000001, "1h", CFG, 0.00001) is None
+
+
+async def test_engine_snapshot_carries_tick_sizes_and_rounds_plans() -> None:
+    import polars as pl
+
+    from engine.config import EngineConfig
+    from engine.engine import Engine
+    from engine.models import FeedHealth
+    from feeds.events import Kline
+    from tests.conftest import KLINES_55
+
+    # 1500 bars ending at bar 2000 of the recording: CRVUSDT is SHORT there.
+    frame = pl.read_ipc(KLINES_55 / "CRV_USDT_USDT-5m-futures.feather").head(2000).tail(1500)
+    rows = frame.select(pl.col("date").dt.epoch("ms"), "open", "high", "low", "close", "volume")
+    now = int(rows[-1, 0]) + 300_000
+    engine = Engine(EngineConfig(), clock=lambda: now)
+    engine.set_universe(["CRVUSDT"])
+    engine.set_tick_sizes({"CRVUSDT": 0.001})
+    for t, o, h, low, c, v in rows.iter_rows():
+        engine.on_event(Kline(symbol="CRVUSDT", interval="5m", open_time=t, close_time=t + 299_999,
+                              open=o, high=h, low=low, close=c, volume=v, closed=True))
+    await engine.recompute()
+    state = engine.snapshot(FeedHealth(mode="REPLAY", exchange="binanceusdm")).symbols["CRVUSDT"]
+    assert state.tick_size == 0.001
+    assert state.signal is not None and state.signal.direction.value == "SHORT"
+    plan = state.signal.plan
+    assert plan is not None and plan.stop_loss > plan.entry
+    for price in (plan.entry, plan.stop_loss, plan.take_profit_1, plan.take_profit_2):
+        assert round(price, 3) == price

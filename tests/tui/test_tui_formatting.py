@@ -157,3 +157,18 @@ def test_fit_columns_drops_least_important_first() -> None:
     # Never dropped: symbol, signal, score, age.
     assert {"symbol", "signal", "score", "age"} <= set(tiny)
     assert all(c.meaning for c in BASE_COLUMNS + TAIL_COLUMNS)
+
+
+@pytest.mark.parametrize(
+    ("tick", "decimals"), [(0.001, 3), (0.00001, 5), (0.1, 1), (0.5, 1), (1.0, 0), (10.0, 0)]
+)
+def test_tick_decimals(tick: float, decimals: int) -> None:
+    assert fmt.tick_decimals(tick) == decimals
+
+
+def test_contract_tick_beats_the_decimals_seen_in_prices() -> None:
+    # CRVUSDT trades in 0.001 ticks; a first price of 0.59 must still show as 0.590.
+    ctx = fmt.CellContext()
+    assert ctx.price_decimals("CRVUSDT", 0.59) == 2
+    assert ctx.price_decimals("CRVUSDT", 0.59, 0.001) == 3
+    assert fmt.format_price(0.59, ctx.price_decimals("CRVUSDT", 0.59, 0.001)) == "0.590"

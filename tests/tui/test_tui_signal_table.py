@@ -63,7 +63,8 @@ async def test_rows_follow_the_snapshot_sorted_by_score(replay: FinishedReplay) 
         btc = snapshot.symbols["BTCUSDT"]
         assert btc.signal is not None
         assert row[0].plain == "BTCUSDT"
-        assert row[1].plain == "29116.2"  # close of the last recorded 5m candle
+        # Close of the last recorded 5m candle, with the 0.01 tick of the recorded exchangeInfo.
+        assert row[1].plain == "29116.20"
         assert row[3].plain == "neutral" and btc.signal.direction is Direction.NEUTRAL
         assert row[4].plain == f"{btc.signal.score:.0f}"
         assert row[11].plain == f"{btc.funding_rate * 100:+.4f}%"  # type: ignore[operator]

@@ -186,8 +186,13 @@ class SymbolScreen(Screen[None]):
         elif periods_changed:
             chart.replot()
         self.query_one(RsiChart).candles = series
-        if series is not None and series.close:
+        tick = self.state.tick_size if self.state is not None else None
+        decimals: int | None = None
+        if tick:
+            decimals = fmt.tick_decimals(tick)
+        elif series is not None and series.close:
             decimals = fmt.series_decimals(series.close)
+        if decimals is not None:
             self.query_one(TradePlanPanel).decimals = decimals
             self.query_one(SymbolHeader).decimals = decimals
 
