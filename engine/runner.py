@@ -30,10 +30,13 @@ from feeds.intervals import interval_ms
 from feeds.replay.errors import ReplayDataError
 from feeds.replay.server import ReplayServer
 from feeds.rest import BinanceRest
-from feeds.routing import MARK_PRICE_ALL, TICKER_ALL, kline_stream
+from feeds.routing import MARK_PRICE_ALL, TICKER_ALL, kline_stream, parse_stream
 from storage.kline_cache import KlineCache
 
 log = logging.getLogger(__name__)
+
+CAPTURE_KINDS = frozenset({"trade", "aggTrade", "bookTicker", "markPrice"})
+"""Recorded stream kinds a capture replay subscribes besides klines and mark prices."""
 
 RECOMPUTE_INTERVAL_S = 0.25
 """How often dirty series are re-evaluated (bounded by the UI refresh anyway)."""
@@ -234,7 +237,15 @@ class MarketRunner:
         # A kline-history replay has no ticker tape; subscribing would only show a dead stream.
         if self._server is None or self._server.source_kind != "klines":
             streams.append(TICKER_ALL)
-        return streams
+        if self._server is not None and self._server.source_kind == "capture":
+            # A raw capture holds what was recorded: take its trade and book-ticker streams too
+            # so prices move (order books are the microstructure engine's, not this one's).
+            wanted = set(symbols)
+            for stream in sorted(self._server.recorded_streams()):
+                info = parse_stream(stream)
+                if info.kind in CAPTURE_KINDS and (info.symbol or "").upper() in wanted:
+                    streams.append(stream)
+        return list(dict.fromkeys(streams))
 
     async def _run_backfill(self, rest: BinanceRest, symbols: list[str]) -> None:
         tf = self._engine_config.timeframes

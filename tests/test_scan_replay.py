@@ -139,3 +139,25 @@ def test_scan_is_causal_end_to_end(tmp_path: Path) -> None:
     if expected.plan is not None:
         assert record["stop_loss"] == pytest.approx(expected.plan.stop_loss)
     assert np.isfinite(record["confidence"])
+
+
+def test_raw_capture_replay_carries_the_recorded_prices(shared_data: Path) -> None:
+    """A cryptofeed WebSocket capture replays its trades: last price = last recorded trade."""
+    capture = shared_data / "binance-usdm" / "ws" / "cryptofeed" / "BINANCE_FUTURES.ws.1.0"
+    expected: dict[str, float] = {}
+    for line in capture.read_text(encoding="utf-8").splitlines()[1:]:
+        _, _, raw = line.partition(": ")
+        data = json.loads(raw)["data"]
+        if data["e"] == "aggTrade":
+            expected[data["s"]] = float(data["p"])
+        elif data["e"] == "kline":
+            expected[data["s"]] = float(data["k"]["c"])
+    result = run_cli("scan", "--replay", str(capture), "--json")
+    assert result.returncode == 0, result.stderr
+    records = {r["symbol"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert set(records) == set(expected) == {"AKROUSDT", "CTKUSDT", "KEEPUSDT", "SUSHIUSDT"}
+    for symbol, price in expected.items():
+        assert records[symbol]["last_price"] == price
+        # 30 s of data: every timeframe is still warming up, nothing is guessed.
+        assert records[symbol]["signal"] == "NEUTRAL"
+        assert set(records[symbol]["timeframes"].values()) == {None}

@@ -10,6 +10,7 @@ import time
 
 from rich.console import Console
 
+from engine.models import EngineSnapshot
 from engine.runner import MarketRunner, ReplayOptions
 from feeds.replay.loaders import ReplayDataError
 from feeds.rest import RestError
@@ -47,7 +48,7 @@ def run_scan(settings: Settings, args: argparse.Namespace) -> int:
     # A headless scan wants the result, not a real-time show: replay at max speed by default.
     runner = build_runner(settings, args, default_speed=None)
     try:
-        snapshot = asyncio.run(runner.run_to_completion())
+        snapshot = asyncio.run(_with_progress(runner))
     except ReplayDataError as exc:
         _error(f"perpscope: replay data error: {exc}")
         return EXIT_USAGE
@@ -67,6 +68,36 @@ def run_scan(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _with_progress(runner: MarketRunner) -> EngineSnapshot:
+    """Run the scan; on a terminal, show backfill / replay progress on stderr meanwhile."""
+    if not sys.stderr.isatty():
+        return await runner.run_to_completion()
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            health = runner.snapshot().health
+            line = (
+                f"backfill {health.backfill_done}/{health.backfill_total} series"
+                if health.backfill_total
+                else "loading the symbol universe"
+            )
+            server = runner.replay_server
+            if server is not None and runner.ready.is_set():
+                line = f"replaying: {server.frames_sent:,} frames"
+            sys.stderr.write(f"\r{line:<60}")
+            sys.stderr.flush()
+
+    task = asyncio.create_task(report())
+    try:
+        return await runner.run_to_completion()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        sys.stderr.write("\r" + " " * 60 + "\r")
+
+
 def _error(message: str) -> None:
     # Plain lines: a console would wrap long paths at 80 columns.
     print(message, file=sys.stderr)
@@ -79,8 +110,8 @@ def run_record(settings: Settings, args: argparse.Namespace) -> int:
     from feeds.rest import BinanceRest
     from feeds.routing import MARK_PRICE_ALL, TICKER_ALL, kline_stream
 
-    err = Console(stderr=True)
     endpoints = settings.endpoints
+    live_progress = sys.stderr.isatty()
 
     async def record() -> int:
         rest = BinanceRest(endpoints, settings.feed)
@@ -98,14 +129,19 @@ def run_record(settings: Settings, args: argparse.Namespace) -> int:
         try:
             while args.duration is None or time.monotonic() - started < args.duration:
                 await asyncio.sleep(1.0)
-                err.print(f"\rrecording {len(symbols)} symbols: {feed.stats.frames} frames",
-                          end="", markup=False, highlight=False)
+                if live_progress:
+                    sys.stderr.write(
+                        f"\rrecording {len(symbols)} symbols: {feed.stats.frames} frames"
+                    )
+                    sys.stderr.flush()
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             writer.close()
-            err.print(f"\nwrote {args.out}", markup=False, highlight=False)
+            if live_progress:
+                sys.stderr.write("\n")
+            _error(f"wrote {args.out}: {feed.stats.frames} frames from {len(symbols)} symbols")
         return EXIT_OK
 
     try:

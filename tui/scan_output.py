@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -92,6 +93,15 @@ def to_csv(snapshot: EngineSnapshot, top: int | None = None) -> str:
     return buffer.getvalue()
 
 
+def _tick_decimals(tick: float) -> int:
+    """Decimals of a price tick (0.001 → 3), from its shortest decimal text."""
+    text = repr(float(tick))
+    if "e" in text:
+        text = f"{tick:.10f}".rstrip("0")
+    fraction = text.partition(".")[2]
+    return 0 if fraction in ("", "0") else min(8, len(fraction))
+
+
 def _vote_glyph(vote: float | None) -> Text:
     if vote is None:
         return Text("…", style="dim")
@@ -104,19 +114,36 @@ def _vote_glyph(vote: float | None) -> Text:
 
 def print_table(snapshot: EngineSnapshot, console: Console, top: int | None = None) -> None:
     """A rich table of the ranked records."""
-    table = Table(title=f"perpscope scan · {len(snapshot.symbols)} symbols", expand=False)
-    for name, justify in (("symbol", "left"), ("last", "right"), ("24h %", "right"),
+    # Borderless: a scan is read in ordinary terminals and pipes, where every column counts.
+    table = Table(
+        title=f"perpscope scan · {len(snapshot.symbols)} symbols",
+        expand=False,
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+        collapse_padding=True,
+    )
+    states = ranked(snapshot, top)
+    longest = max((len(state.symbol) for state in states), default=6)
+    # The symbol is the row's identity: never truncate it, let numbers squeeze instead.
+    table.add_column("symbol", no_wrap=True, min_width=longest)
+    for name, justify in (("last", "right"), ("24h %", "right"),
                           ("signal", "left"), ("score", "right"), ("conf", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for tf in snapshot.timeframes:
-        table.add_column(tf, justify="center")
+        table.add_column(tf, justify="center", no_wrap=True, min_width=max(2, len(tf)))
     for name in ("entry", "stop", "TP1", "TP2", "R:R"):
-        table.add_column(name, justify="right")
-    for state in ranked(snapshot, top):
+        table.add_column(name, justify="right", no_wrap=True)
+    for state in states:
         record = scan_record(state, snapshot.timeframes)
         style = {"LONG": "green", "SHORT": "red"}.get(record["signal"], "")
-        def num(value: float | None, fmt: str = "{:.6g}") -> str:
+        price_fmt = "{:.6g}"
+        if state.tick_size:
+            price_fmt = f"{{:.{_tick_decimals(state.tick_size)}f}}"
+
+        def num(value: float | None, fmt: str = price_fmt) -> str:
             return "–" if value is None else fmt.format(value)
+
         table.add_row(
             record["symbol"], num(record["last_price"]),
             num(record["change_24h_pct"], "{:+.2f}"),

@@ -125,10 +125,13 @@ class CaptureSource:
         first: int | None = None
         last = 0
         frames = 0
+        self.streams: set[str] = set()
+        """Stream names that occur in the capture (after the symbol filter)."""
         for frame in self._frames():
             if start_ms is not None and frame.recv_ms < start_ms:
                 continue
             frames += 1
+            self.streams.add(frame.stream)
             first = frame.recv_ms if first is None else first
             last = frame.recv_ms
             self._index(frame)

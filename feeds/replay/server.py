@@ -315,6 +315,12 @@ class ReplayServer:
         self._require()
         return f"ws://127.0.0.1:{self._port}"
 
+    def recorded_streams(self) -> set[str]:
+        """Streams a capture replay holds frames for (empty for kline history, whose kline
+        and mark-price streams exist for every symbol and interval)."""
+        source = self._source
+        return set(getattr(source, "streams", ())) if source is not None else set()
+
     @property
     def source_kind(self) -> Literal["klines", "capture"]:
         """``klines`` or ``capture``."""

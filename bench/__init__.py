@@ -1,0 +1,1 @@
+"""perpscope benchmarks: `make bench` (or `python -m bench`)."""
