@@ -18,8 +18,8 @@ import pytest
 from engine.candles import CandleStore
 from engine.config import EngineConfig
 from engine.signals import evaluate
-from feeds.events import Kline
 from tests.conftest import KLINES_55
+from tests.recorded import klines_from_rows, ohlcv_rows
 
 REPO = Path(__file__).resolve().parents[1]
 START = "2023-08-02T12:00"
@@ -98,16 +98,6 @@ def test_corrupt_replay_file_is_one_clear_error(tmp_path: Path) -> None:
     assert "replay data error" in result.stderr and str(bad) in result.stderr
 
 
-def _klines(frame: pl.DataFrame, symbol: str) -> list[Kline]:
-    out = []
-    for ts, o, h, low, c, v in frame.select(
-        pl.col("date").dt.epoch("ms"), "open", "high", "low", "close", "volume"
-    ).iter_rows():
-        out.append(Kline(symbol=symbol, interval="5m", open_time=ts, close_time=ts + 299_999,
-                         open=o, high=h, low=low, close=c, volume=v, closed=True))
-    return out
-
-
 def test_scan_is_causal_end_to_end(tmp_path: Path) -> None:
     """The record from data truncated at bar t equals the signal of the full data as of t."""
     source = KLINES_55 / "DOGE_USDT_USDT-5m-futures.feather"
@@ -123,7 +113,7 @@ def test_scan_is_causal_end_to_end(tmp_path: Path) -> None:
     # Reference: the full file's candles as of bar t, aggregated by the engine's store.
     cfg = EngineConfig()
     store = CandleStore(cfg.timeframes, "5m", {"5m"})
-    for kline in _klines(full, "DOGEUSDT")[:cut]:
+    for kline in klines_from_rows(ohlcv_rows(full.head(cut)), "DOGEUSDT", "5m"):
         store.apply(kline)
     arrays = {tf: store.arrays("DOGEUSDT", tf) for tf in cfg.timeframes.timeframes}
     expected = evaluate("DOGEUSDT", arrays, cfg, 0.000001)  # DOGEUSDT tick in exchangeInfo

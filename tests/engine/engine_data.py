@@ -15,6 +15,7 @@ import polars as pl
 from engine.candles import ClosedArrays
 from feeds.events import Kline
 from feeds.intervals import interval_ms
+from tests.recorded import klines_from_rows
 
 KLINES_DIR = (
     Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "binance-usdm" / "klines"
@@ -99,25 +100,9 @@ def klines(
     df: pl.DataFrame, symbol: str, timeframe: str, *, closed: bool = True
 ) -> list[Kline]:
     """One Kline per row; ``exchange_time`` = close time (when Binance sends ``x=true``)."""
-    length = interval_ms(timeframe)
-    out = []
-    for t, o, h, lo, c, v in df.iter_rows():
-        out.append(
-            Kline(
-                symbol=symbol,
-                interval=timeframe,
-                open_time=t,
-                close_time=t + length - 1,
-                open=o,
-                high=h,
-                low=lo,
-                close=c,
-                volume=v,
-                closed=closed,
-                exchange_time=t + length - 1,
-            )
-        )
-    return out
+    return klines_from_rows(
+        df.iter_rows(), symbol, timeframe, closed=closed, exchange_time_at_close=True
+    )
 
 
 def as_kline(row: tuple[int, float, float, float, float, float], symbol: str, timeframe: str,

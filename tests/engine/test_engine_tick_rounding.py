@@ -49,19 +49,18 @@ async def test_engine_snapshot_carries_tick_sizes_and_rounds_plans() -> None:
     from engine.config import EngineConfig
     from engine.engine import Engine
     from engine.models import FeedHealth
-    from feeds.events import Kline
     from tests.conftest import KLINES_55
+    from tests.recorded import klines_from_rows, ohlcv_rows
 
     # 1500 bars ending at bar 2000 of the recording: CRVUSDT is SHORT there.
     frame = pl.read_ipc(KLINES_55 / "CRV_USDT_USDT-5m-futures.feather").head(2000).tail(1500)
-    rows = frame.select(pl.col("date").dt.epoch("ms"), "open", "high", "low", "close", "volume")
-    now = int(rows[-1, 0]) + 300_000
+    rows = ohlcv_rows(frame)
+    now = int(rows[-1][0]) + 300_000
     engine = Engine(EngineConfig(), clock=lambda: now)
     engine.set_universe(["CRVUSDT"])
     engine.set_tick_sizes({"CRVUSDT": 0.001})
-    for t, o, h, low, c, v in rows.iter_rows():
-        engine.on_event(Kline(symbol="CRVUSDT", interval="5m", open_time=t, close_time=t + 299_999,
-                              open=o, high=h, low=low, close=c, volume=v, closed=True))
+    for kline in klines_from_rows(rows, "CRVUSDT", "5m"):
+        engine.on_event(kline)
     await engine.recompute()
     state = engine.snapshot(FeedHealth(mode="REPLAY", exchange="binanceusdm")).symbols["CRVUSDT"]
     assert state.tick_size == 0.001

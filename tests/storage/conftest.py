@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from feeds.events import Kline
-from feeds.intervals import interval_ms
+from tests.recorded import klines_from_rows
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 KLINES_DIR = SHARED_DATA / "binance-usdm" / "klines" / "alpergulsen-freqtrade"
@@ -23,25 +23,7 @@ def _recorded_klines(base: str, interval: str, count: int, offset: int = 0) -> l
     """
     path = KLINES_DIR / f"{base}_USDT_USDT-{interval}-futures.feather"
     frame = pl.read_ipc(path).slice(offset, count)
-    length = interval_ms(interval)
-    out = []
-    for date, open_, high, low, close, volume in frame.iter_rows():
-        open_time = int(date.timestamp() * 1000)
-        out.append(
-            Kline(
-                symbol=f"{base}USDT",
-                interval=interval,
-                open_time=open_time,
-                close_time=open_time + length - 1,
-                open=open_,
-                high=high,
-                low=low,
-                close=close,
-                volume=volume,
-                closed=True,
-            )
-        )
-    return out
+    return klines_from_rows(frame.iter_rows(), f"{base}USDT", interval)
 
 
 WS_CAPTURE = SHARED_DATA / "binance-usdm" / "ws" / "cryptofeed" / "BINANCE_FUTURES.ws.1.0"

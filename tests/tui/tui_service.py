@@ -27,6 +27,7 @@ from engine.service import MarketService
 from feeds.config import EndpointConfig, FeedConfig, UniverseConfig
 from feeds.events import Kline, MarkPrice
 from feeds.intervals import interval_ms
+from tests.recorded import klines_from_rows
 from tui.app import PerpscopeApp, make_app
 from tui.ui_config import UiConfig
 
@@ -78,24 +79,8 @@ def _frame(symbol: str, kind: str) -> pl.DataFrame:
 
 
 def _klines(symbol: str, frame: pl.DataFrame, interval: str) -> list[Kline]:
-    length = interval_ms(interval)
-    return [
-        Kline(
-            symbol=symbol,
-            interval=interval,
-            open_time=t,
-            close_time=t + length - 1,
-            open=o,
-            high=h,
-            low=lo,
-            close=c,
-            volume=v,
-            closed=True,
-        )
-        for t, o, h, lo, c, v in frame.select(
-            "t", "open", "high", "low", "close", "volume"
-        ).iter_rows()
-    ]
+    rows = frame.select("t", "open", "high", "low", "close", "volume").iter_rows()
+    return klines_from_rows(rows, symbol, interval)
 
 
 class HistoryService:
