@@ -89,7 +89,25 @@ def _time_label(open_time: int, span_ms: int) -> str:
 
 
 class _ThemedPlot(PlotextPlot):
-    """A plot whose line colours follow the app theme's meaning colours."""
+    """A candle-based plot: redraws when its candles change, when a resize changes how many
+    candles fit, and when the theme changes (line colours follow its meaning colours)."""
+
+    candles: Reactive[CandleSeries | None] = reactive(None, init=False, repaint=False)
+    """Candles to draw from (may hold more than ``bars`` so indicators are warmed up)."""
+
+    def __init__(self, *, bars: int, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.bars = bars
+        """Candles shown (the newest ones)."""
+        self._shown = 0
+
+    def watch_candles(self) -> None:
+        self.replot()
+
+    def on_resize(self) -> None:
+        # The number of candles that fit depends on the width: redraw only if it changed.
+        if visible_bars(self.candles, self.bars, self.size.width) != self._shown:
+            self.replot()
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -112,9 +130,6 @@ class _ThemedPlot(PlotextPlot):
 class PriceChart(_ThemedPlot):
     """Candlesticks of the last ``bars`` candles with EMA overlays."""
 
-    candles: Reactive[CandleSeries | None] = reactive(None, init=False, repaint=False)
-    """Candles to draw (may hold more than ``bars`` so the EMAs are warmed up)."""
-
     def __init__(self, *, bars: int, id: str | None = None) -> None:
         """Create the chart.
 
@@ -122,22 +137,11 @@ class PriceChart(_ThemedPlot):
             bars: Candles shown (the newest ones).
             id: Widget id.
         """
-        super().__init__(id=id)
-        self.bars = bars
-        """Candles shown."""
+        super().__init__(bars=bars, id=id)
         self.ema_periods: tuple[int, ...] = DEFAULT_EMA_PERIODS
         """EMA overlays, fastest first."""
         self.replots = 0
         """How many times the chart was redrawn (tests assert it stays low)."""
-        self._shown = 0
-
-    def watch_candles(self) -> None:
-        self.replot()
-
-    def on_resize(self) -> None:
-        # The number of candles that fit depends on the width: redraw only if it changed.
-        if visible_bars(self.candles, self.bars, self.size.width) != self._shown:
-            self.replot()
 
     def replot(self) -> None:
         """Redraw candles and EMAs from ``candles``."""
@@ -193,10 +197,7 @@ class PriceChart(_ThemedPlot):
 
 
 class RsiChart(_ThemedPlot):
-    """RSI of the same candles, with the 30 / 70 bands."""
-
-    candles: Reactive[CandleSeries | None] = reactive(None, init=False, repaint=False)
-    """Candles the RSI is computed from (same object as the price chart's)."""
+    """RSI of the same candles (same object as the price chart's), with the 30 / 70 bands."""
 
     def __init__(self, *, bars: int, period: int = RSI_PERIOD, id: str | None = None) -> None:
         """Create the chart.
@@ -206,19 +207,9 @@ class RsiChart(_ThemedPlot):
             period: RSI period.
             id: Widget id.
         """
-        super().__init__(id=id)
-        self.bars = bars
-        """Candles shown."""
+        super().__init__(bars=bars, id=id)
         self.period = period
         """RSI period."""
-        self._shown = 0
-
-    def watch_candles(self) -> None:
-        self.replot()
-
-    def on_resize(self) -> None:
-        if visible_bars(self.candles, self.bars, self.size.width) != self._shown:
-            self.replot()
 
     def replot(self) -> None:
         """Redraw the RSI line and its bands."""
