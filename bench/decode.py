@@ -8,8 +8,9 @@ events (``feeds.events``). Peers, measured in the same run on the same frames:
   is what a feed without typed decoding does;
 * ``orjson``: the fastest general-purpose JSON parser on PyPI, same event building.
 
-Target: perpscope's decoder at least as fast as ``json`` (ratio ≥ 1.0), so typed validation
-costs nothing on the hot path.
+Target: perpscope's decoder at least as fast as ``orjson`` with hand-built events (ratio
+≥ 1.0), so typed validation costs nothing on the hot path. Measured 2026-11-21 on the 2-core
+dev machine: 2.65x stdlib json, 1.42x orjson.
 """
 
 from __future__ import annotations

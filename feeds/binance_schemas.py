@@ -36,6 +36,10 @@ class BinanceDecodeError(ValueError):
 
 _Level = tuple[str, str]  # [price, qty] as sent by Binance
 
+# Hot streams (depth, bookTicker, trades) declare prices and sizes as float and are decoded
+# with ``strict=False``, so msgspec parses Binance's decimal strings itself: about 1.8x
+# faster on depth frames than decoding str and calling float() per value (bench/decode.py).
+
 
 def _levels(raw: list[_Level]) -> tuple[PriceLevel, ...]:
     return tuple([(float(price), float(qty)) for price, qty in raw])
@@ -103,8 +107,8 @@ class BinanceDepthUpdate(
     U: int  # First update ID in event
     u: int  # Final update ID in event
     pu: int  # Final update Id in last stream (ie `u` in last stream)
-    b: list[_Level]  # Bids to be updated [price level, quantity]
-    a: list[_Level]  # Asks to be updated [price level, quantity]
+    b: tuple[PriceLevel, ...]  # Bids to be updated [price level, quantity]
+    a: tuple[PriceLevel, ...]  # Asks to be updated [price level, quantity]
 
     def to_event(self, recv_time: int) -> DepthDiff:
         """Diff-depth event (sizes absolute, 0 removes the level)."""
@@ -113,8 +117,8 @@ class BinanceDepthUpdate(
             first_update_id=self.U,
             final_update_id=self.u,
             prev_final_update_id=self.pu,
-            bids=_levels(self.b),
-            asks=_levels(self.a),
+            bids=self.b,
+            asks=self.a,
             exchange_time=self.E,
             recv_time=recv_time,
         )
@@ -124,8 +128,8 @@ class BinanceDepthUpdate(
         return DepthSnapshot(
             symbol=self.s,
             last_update_id=self.u,
-            bids=_levels(self.b),
-            asks=_levels(self.a),
+            bids=self.b,
+            asks=self.a,
             exchange_time=self.E,
             recv_time=recv_time,
         )
@@ -170,10 +174,10 @@ class BinanceBookTicker(msgspec.Struct, frozen=True, kw_only=True, tag_field="e"
     E: int  # Event time
     T: int = 0  # Transaction time
     s: str  # Symbol
-    b: str  # Best bid price
-    B: str  # Best bid qty
-    a: str  # Best ask price
-    A: str  # Best ask qty
+    b: float  # Best bid price
+    B: float  # Best bid qty
+    a: float  # Best ask price
+    A: float  # Best ask qty
     st: int | None = None  # Symbol type in merged all-market streams: 1 = UM, 2 = CM
 
     def to_event(self, recv_time: int) -> BookTicker:
@@ -181,10 +185,10 @@ class BinanceBookTicker(msgspec.Struct, frozen=True, kw_only=True, tag_field="e"
         return BookTicker(
             symbol=self.s,
             update_id=self.u,
-            bid_price=float(self.b),
-            bid_qty=float(self.B),
-            ask_price=float(self.a),
-            ask_qty=float(self.A),
+            bid_price=self.b,
+            bid_qty=self.B,
+            ask_price=self.a,
+            ask_qty=self.A,
             exchange_time=self.E,
             recv_time=recv_time,
         )
@@ -200,9 +204,9 @@ class BinanceAggTrade(msgspec.Struct, frozen=True, kw_only=True, tag_field="e", 
     E: int  # Event time
     a: int  # Aggregate trade ID
     s: str  # Symbol
-    p: str  # Price
-    q: str  # Quantity (incl. RPI orders)
-    nq: str | None = None  # Quantity without RPI orders (since 2025-12-31)
+    p: float  # Price
+    q: float  # Quantity (incl. RPI orders)
+    nq: float | None = None  # Quantity without RPI orders (since 2025-12-31)
     f: int = 0  # First trade ID
     l: int = 0  # Last trade ID  # noqa: E741
     T: int  # Trade time
@@ -213,8 +217,8 @@ class BinanceAggTrade(msgspec.Struct, frozen=True, kw_only=True, tag_field="e", 
         return Trade(
             symbol=self.s,
             trade_id=self.a,
-            price=float(self.p),
-            quantity=float(self.q),
+            price=self.p,
+            quantity=self.q,
             buyer_is_maker=self.m,
             trade_time=self.T,
             exchange_time=self.E,
@@ -233,8 +237,8 @@ class BinanceTrade(msgspec.Struct, frozen=True, kw_only=True, tag_field="e", tag
     T: int  # Trade time
     s: str  # Symbol
     t: int  # Trade ID
-    p: str  # Price
-    q: str  # Quantity
+    p: float  # Price
+    q: float  # Quantity
     X: str = "MARKET"  # Execution type: MARKET / LIQUIDATION / INSURANCE_FUND
     m: bool  # Is the buyer the market maker?
 
@@ -243,8 +247,8 @@ class BinanceTrade(msgspec.Struct, frozen=True, kw_only=True, tag_field="e", tag
         return Trade(
             symbol=self.s,
             trade_id=self.t,
-            price=float(self.p),
-            quantity=float(self.q),
+            price=self.p,
+            quantity=self.q,
             buyer_is_maker=self.m,
             trade_time=self.T,
             exchange_time=self.E,
@@ -435,11 +439,11 @@ class BinanceTicker24h(msgspec.Struct, frozen=True, kw_only=True, tag_field="e",
 # --------------------------------------------------------------------------- decoders
 
 FRAME_DECODER = msgspec.json.Decoder(BinanceFrame)
-DEPTH_UPDATE_DECODER = msgspec.json.Decoder(BinanceDepthUpdate)
+DEPTH_UPDATE_DECODER = msgspec.json.Decoder(BinanceDepthUpdate, strict=False)
 DEPTH_SNAPSHOT_DECODER = msgspec.json.Decoder(BinanceDepthSnapshotRest)
-BOOK_TICKER_DECODER = msgspec.json.Decoder(BinanceBookTicker)
-AGG_TRADE_DECODER = msgspec.json.Decoder(BinanceAggTrade)
-TRADE_DECODER = msgspec.json.Decoder(BinanceTrade)
+BOOK_TICKER_DECODER = msgspec.json.Decoder(BinanceBookTicker, strict=False)
+AGG_TRADE_DECODER = msgspec.json.Decoder(BinanceAggTrade, strict=False)
+TRADE_DECODER = msgspec.json.Decoder(BinanceTrade, strict=False)
 KLINE_DECODER = msgspec.json.Decoder(BinanceKline)
 MARK_PRICE_DECODER = msgspec.json.Decoder(BinanceMarkPrice)
 MARK_PRICE_ARRAY_DECODER = msgspec.json.Decoder(list[BinanceMarkPrice])

@@ -204,7 +204,7 @@ def test_partial_depth_push_becomes_a_top_of_book_snapshot(
     ("mutate", "fragment"),
     [
         (lambda d: {k: v for k, v in d.items() if k != "p"}, "missing required field `p`"),
-        (lambda d: d | {"p": "abc"}, "could not convert string to float"),
+        (lambda d: d | {"p": "abc"}, "Expected `float`, got `str` - at `$.p`"),
         (lambda d: d | {"a": "not-an-int"}, "Expected `int`"),
         (lambda d: d | {"e": "bookTicker"}, "Invalid value 'bookTicker'"),
         (lambda d: [d], "Expected `object`, got `array`"),
