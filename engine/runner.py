@@ -223,7 +223,7 @@ class MarketRunner:
                     delay = backoff.next_delay()
                     self._mode, self._reason = "OFFLINE", _describe_error(exc, endpoints)
                     self._retry_at = time.monotonic() + delay
-                    log.warning("bootstrap failed: %s; retry in %.1fs", self._reason, delay)
+                    log.warning("bootstrap failed: %s; retry in %.1fs", exc, delay)
                     await asyncio.sleep(delay)
         finally:
             await rest.close()
@@ -339,7 +339,8 @@ class MarketRunner:
 
 
 def _describe_error(exc: BaseException, endpoints: EndpointConfig) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    # The status line has room for host and cause; the log keeps the full message.
+    text = getattr(exc, "cause", "") or str(exc).strip() or type(exc).__name__
     if len(text) > 160:
         text = text[:157] + "..."
     return f"cannot reach {endpoints.rest_url}: {text}"

@@ -73,7 +73,15 @@ class RestError(Exception):
     """A REST call failed for good: rejected by the exchange, or still failing after retries.
 
     The message names the call (endpoint, symbol, interval), the base URL and the cause.
+
+    Attributes:
+        cause: The root cause alone, for a one-line status (``"[Errno -2] Name or service
+            not known"``); empty when the message is all there is.
     """
+
+    def __init__(self, message: str, *, cause: str = "") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class SeriesFailure(msgspec.Struct, frozen=True, kw_only=True):
@@ -463,7 +471,8 @@ class BinanceRest:
                 attempt += 1
                 if attempt > self._max_retries:
                     raise RestError(
-                        f"{where} failed after {attempt} attempts: {_describe(exc)}"
+                        f"{where} failed after {attempt} attempts: {_describe(exc)}",
+                        cause=_root_cause(exc),
                     ) from None
                 delay = min(self._backoff_max_s, self._backoff_s * 2 ** (attempt - 1))
                 logger.info("%s: %s; retry %d in %.1f s", where, _describe(exc), attempt, delay)
@@ -652,7 +661,25 @@ def _float(value: Any) -> float:
         return 0.0
 
 
+def _root_cause(exc: BaseException) -> str:
+    """Message of the innermost exception in ``exc``'s cause/context chain."""
+    root: BaseException = exc
+    seen = {id(exc)}
+    while (nxt := root.__cause__ or root.__context__) is not None and id(nxt) not in seen:
+        seen.add(id(nxt))
+        root = nxt
+    return " ".join(str(root).split()) or type(root).__name__
+
+
 def _describe(exc: BaseException) -> str:
+    """One line: the exception, then its root cause when that says more.
+
+    ccxt's ``ExchangeNotAvailable`` reads "binanceusdm GET <url>" and keeps the reason
+    (DNS failure, connection refused, TLS error) in its ``__cause__``/``__context__``.
+    """
     text = " ".join(str(exc).split()) or type(exc).__name__
     text = f"{type(exc).__name__}: {text}"
+    cause = _root_cause(exc)
+    if cause not in text:
+        text = f"{cause} ({text})"
     return text if len(text) <= 300 else text[:297] + "..."
