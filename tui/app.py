@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import ClassVar
 
 from textual import on
@@ -20,7 +21,11 @@ from textual.reactive import Reactive, reactive
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from ai.config import AiConfig
+from ai.session import AiSession
 from engine.service import MarketService
+from storage.chat import ChatStore
+from storage.db import Database, DatabaseError
 from tui.commands import PerpscopeCommands
 from tui.screens.help import HelpScreen, keys_from_bindings
 from tui.screens.main import MainScreen
@@ -52,6 +57,14 @@ class PerpscopeApp(App[None]):
             tooltip="Open the command palette",
             id="app.command_palette",
         ),
+        Binding(
+            "c",
+            "chat",
+            "Chat",
+            show=False,
+            tooltip="Ask the AI analyst about the selected symbol",
+            id="chat.focus",
+        ),
     ]
 
     feed_error: Reactive[str] = reactive("")
@@ -64,6 +77,8 @@ class PerpscopeApp(App[None]):
         *,
         exchange: str = "binanceusdm",
         clock: Callable[[], float] | None = None,
+        ai: AiConfig | None = None,
+        db_path: Path | None = None,
     ) -> None:
         """Create the app (see :func:`make_app`)."""
         super().__init__()
@@ -77,6 +92,44 @@ class PerpscopeApp(App[None]):
         """Wall clock, epoch seconds (injected for deterministic screenshots)."""
         self._reported_clashes: set[str] = set()
         self.sub_title = exchange
+        self._ai_config = ai or AiConfig()
+        self._db_path = db_path
+        self._db: Database | None = None
+        self._ai_session: AiSession | None = None
+
+    async def ai_session(self) -> AiSession:
+        """The AI session, created on first use (the database is opened then, if any)."""
+        if self._ai_session is None:
+            store = None
+            if self._db_path is not None:
+                db = Database(self._db_path)
+                try:
+                    await db.open()
+                    self._db, store = db, ChatStore(db)
+                except DatabaseError as exc:
+                    self.notify(f"{exc}; chats are not saved", severity="warning", title="AI")
+            self._ai_session = AiSession(self._ai_config, store=store)
+        return self._ai_session
+
+    async def action_chat(self) -> None:
+        """Open the AI analyst on the selected symbol (the market when none is selected)."""
+        from tui.screens.chat import ChatScreen
+
+        if isinstance(self.screen, ChatScreen):
+            self.screen.pane.query_one("#chat-input").focus()
+            return
+        symbol = getattr(self.screen, "symbol", None)
+        if not isinstance(symbol, str):
+            table = getattr(self.screen, "table", None)
+            symbol = getattr(table, "cursor_symbol", None)
+        session = await self.ai_session()
+        self.push_screen(ChatScreen(self.service, session, symbol if symbol else None))
+
+    async def on_unmount(self) -> None:
+        if self._ai_session is not None:
+            await self._ai_session.close()
+        if self._db is not None:
+            await self._db.close()
 
     def get_default_screen(self) -> Screen[None]:
         return MainScreen(self.service, self.ui, exchange=self.exchange, clock=self.clock)
@@ -151,6 +204,8 @@ def make_app(
     *,
     title_exchange: str = "binanceusdm",
     clock: Callable[[], float] | None = None,
+    ai: AiConfig | None = None,
+    db_path: Path | None = None,
 ) -> PerpscopeApp:
     """Build the app around a market service.
 
@@ -162,8 +217,13 @@ def make_app(
         title_exchange: Exchange id shown before the first snapshot arrives.
         clock: Wall clock in epoch seconds for the status bar; ``time.time`` by default
             (tests pass a fixed one).
+        ai: The ``[ai]`` section for the analyst chat (``c``); defaults when ``None``.
+        db_path: SQLite file for chat threads and verdicts; ``None`` keeps them in memory
+            (replays: verdicts on recorded data must not mix with live ones).
 
     Returns:
         The app; call ``run()`` on it (or ``run_test()`` in tests).
     """
-    return PerpscopeApp(service, ui, exchange=title_exchange, clock=clock)
+    return PerpscopeApp(
+        service, ui, exchange=title_exchange, clock=clock, ai=ai, db_path=db_path
+    )
