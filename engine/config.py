@@ -6,6 +6,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from feeds.intervals import INTERVAL_MS
 
+RISK_PROFILE_NAMES = ("conservative", "balanced", "aggressive")
+"""Risk profiles, most cautious first (definitions in ``engine.profiles``)."""
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
@@ -105,6 +108,9 @@ class SignalConfig(_Section):
     """Weight of the volume group (OBV slope)."""
     weight_strength: float = Field(default=0.15, ge=0.0, le=1.0)
     """Weight of the strength group (ADX, scales the trend direction)."""
+    weight_pattern: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Weight of the candle group (Heikin Ashi trend, TA-Lib candlestick patterns) in the
+    timeframe vote; 0 keeps them as labels and factors only (e.g. 0.1 to let them vote)."""
     timeframe_weights: dict[str, float] = Field(
         default_factory=lambda: {"5m": 1.0, "15m": 1.5, "1h": 2.0, "4h": 2.5, "1d": 3.0}
     )
@@ -124,15 +130,109 @@ class SignalConfig(_Section):
     plan_timeframe: str = "1h"
     """Timeframe whose ATR sizes the trade plan (falls back to the largest ready one)."""
 
+    # -- regime ------------------------------------------------------------------------
+    regime_trend_adx: float = Field(default=25.0, ge=0.0, le=100.0)
+    """ADX at or above which a timeframe is ``trending`` (else ``ranging``)."""
+    regime_high_vol_percentile: float = Field(default=0.9, ge=0.0, le=1.0)
+    """Bollinger width percentile (over the series' own history) at or above which a
+    timeframe is ``high_volatility``, whatever its ADX."""
+    regime_trend_boost: float = Field(default=1.0, ge=0.0, le=10.0)
+    """Multiplier of the trend and strength group weights in a ``trending`` timeframe
+    (1 = regime does not reweight; e.g. 1.5 favours trend-following votes in trends)."""
+    regime_oscillator_boost: float = Field(default=1.0, ge=0.0, le=10.0)
+    """Multiplier of the momentum (oscillator) group weight in a ``ranging`` timeframe
+    (1 = no reweighting; e.g. 1.5 favours oscillators in ranges)."""
+
+    # -- mean reversion ----------------------------------------------------------------
+    reversion_streak: int = Field(default=4, ge=2, le=50)
+    """Consecutive same-direction closes that count as momentum exhaustion."""
+    reversion_volume_spike: float = Field(default=1.5, ge=1.0, le=20.0)
+    """Previous candle volume (x its 20-bar average) that counts as a volume climax."""
+    reversion_volume_drop: float = Field(default=0.10, ge=0.0, le=1.0)
+    """Fractional volume fall after the climax that makes it volume exhaustion."""
+    reversion_move: dict[str, float] = Field(default_factory=dict)
+    """Excessive move per timeframe as a fraction over ``reversion_move_bars`` bars (a
+    timeframe missing here uses ``reversion_move_default``)."""
+    reversion_move_default: float = Field(default=0.15, gt=0.0, le=10.0)
+    """Excessive move (fraction) for timeframes not in ``reversion_move``."""
+    reversion_move_bars: int = Field(default=5, ge=1, le=200)
+    """Bars over which the excessive move is measured."""
+    reversion_rsi_high: float = Field(default=70.0, ge=50.0, le=100.0)
+    """RSI above which the market is overbought (reversion short)."""
+    reversion_rsi_low: float = Field(default=30.0, ge=0.0, le=50.0)
+    """RSI below which the market is oversold (reversion long)."""
+    volume_average_bars: int = Field(default=20, ge=2, le=500)
+    """Bars of the volume average (SMA) used by the reversion and cluster detectors."""
+
+    # -- candle clustering -------------------------------------------------------------
+    cluster_volume: float = Field(default=2.0, ge=1.0, le=50.0)
+    """Volume (x average) that makes a high-volume candle."""
+    cluster_lookback: int = Field(default=30, ge=5, le=500)
+    """Bars searched for high-volume candles."""
+    cluster_follow_bars: int = Field(default=3, ge=1, le=50)
+    """Bars after a high-volume candle over which its follow-through is measured."""
+    cluster_min_count: int = Field(default=2, ge=1, le=50)
+    """High-volume candles needed for a trend-formation flag."""
+    cluster_min_ratio: float = Field(default=0.7, ge=0.5, le=1.0)
+    """Directional ratio needed for a trend-formation flag."""
+    cluster_min_follow: float = Field(default=0.5, ge=0.0, le=1.0)
+    """Follow-through share needed for a trend-formation flag."""
+    cluster_boost: float = Field(default=0.25, ge=0.0, le=5.0)
+    """Momentum boost per unit of agreeing cluster strength: ``vote x (1 + boost x s)``."""
+
+    # -- balanced score and types ------------------------------------------------------
+    momentum_weight: float = Field(default=0.6, ge=0.0, le=1.0)
+    """Share of momentum in the balanced score; reversion gets ``1 - momentum_weight``."""
+    reversion_threshold: float = Field(default=50.0, ge=0.0, le=100.0)
+    """Reversion score at or above which a setup is typed ``REVERSION_*``."""
+    strong_score: float = Field(default=75.0, ge=50.0, le=100.0)
+    """Balanced score distance counterpart: at or above (or ``100 -`` it and below) with
+    ``strong_confidence`` a signal is ``STRONG_*``."""
+    strong_confidence: float = Field(default=0.6, ge=0.0, le=1.0)
+    """Confidence needed for ``STRONG_*``."""
+    weak_score: float = Field(default=55.0, ge=50.0, le=100.0)
+    """Balanced score at or above (or ``100 -`` it and below) which a neutral signal leans
+    ``WEAK_*``."""
+
+    # -- risk filters and profile ------------------------------------------------------
+    risk_profile: str = "balanced"
+    """Risk profile: ``conservative``, ``balanced`` or ``aggressive`` (thresholds for score,
+    confidence, R:R and which filters block; see ``engine.profiles``)."""
+    overextension_atr: float = Field(default=2.0, gt=0.0, le=20.0)
+    """Close this many ATR beyond EMA21 in the signal direction is overextended."""
+    trap_wick_body: float = Field(default=2.0, gt=0.0, le=50.0)
+    """Adverse wick at least this many times the body at the signal bar is a trap wick..."""
+    trap_wick_atr: float = Field(default=0.5, ge=0.0, le=20.0)
+    """... when the wick is also at least this many ATR (a doji's hairline wick is no trap)."""
+    oversized_atr: float = Field(default=2.5, gt=0.0, le=50.0)
+    """Signal bar range at least this many ATR is an oversized candle."""
+    sr_atr: float = Field(default=0.5, ge=0.0, le=20.0)
+    """Within this many ATR of resistance (LONG) or support (SHORT) is trading into a level."""
+    min_risk_reward: dict[str, float] = Field(default_factory=dict)
+    """Minimum R:R per plan timeframe, overriding the risk profile's."""
+    stale_bars: float = Field(default=2.0, gt=0.0, le=1000.0)
+    """Entry-timeframe bars since the last closed candle after which the data is stale."""
+
     @model_validator(mode="after")
     def _check(self) -> SignalConfig:
-        total = self.weight_trend + self.weight_momentum + self.weight_volume + self.weight_strength
+        total = (
+            self.weight_trend + self.weight_momentum + self.weight_volume + self.weight_strength
+            + self.weight_pattern
+        )
         if total <= 0:
             raise ValueError("indicator group weights must not all be 0")
         if not self.tp1_atr < self.tp2_atr:
             raise ValueError("tp1_atr must be smaller than tp2_atr")
         if self.plan_timeframe not in INTERVAL_MS:
             raise ValueError(f"plan_timeframe {self.plan_timeframe!r} is not an interval")
+        if self.risk_profile not in RISK_PROFILE_NAMES:
+            raise ValueError(
+                f"risk_profile {self.risk_profile!r} is unknown; allowed: "
+                + ", ".join(RISK_PROFILE_NAMES)
+            )
+        for code in (*self.reversion_move, *self.min_risk_reward):
+            if code not in INTERVAL_MS:
+                raise ValueError(f"unknown timeframe {code!r}; allowed: {', '.join(INTERVAL_MS)}")
         return self
 
 

@@ -14,9 +14,11 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from engine.breadth import compute_breadth
 from engine.candles import CandleStore, ClosedArrays
 from engine.config import EngineConfig
 from engine.models import (
@@ -24,15 +26,23 @@ from engine.models import (
     EngineSnapshot,
     FeedHealth,
     Signal,
+    SpikeEvent,
     SymbolState,
     TimeframeSignal,
 )
+from engine.profiles import risk_profile
 from engine.signals import combine, evaluate_timeframe
+from engine.spikes import (
+    LIQUIDATION_WINDOW_MS,
+    LiquidationWindow,
+    candle_spikes,
+)
 from feeds.events import (
     BookTicker,
     FeedEvent,
     FeedStatus,
     Kline,
+    Liquidation,
     MarkPrice,
     Ticker,
     Trade,
@@ -52,6 +62,8 @@ class _SymbolData:
     last_price: float | None = None
     price_time: int = -1
     ticker_change_pct: float | None = None
+    ticker_high: float | None = None
+    ticker_low: float | None = None
     quote_volume_24h: float | None = None
     funding_rate: float | None = None
     mark_price: float | None = None
@@ -59,10 +71,22 @@ class _SymbolData:
     last_update: int = 0
     signal: Signal | None = None
     timeframe_signals: dict[str, TimeframeSignal] = field(default_factory=dict)
+    spike_kind: str = ""
+    spike_time: int = 0
+    spike_as_of: int = 0
+    liquidations: LiquidationWindow = field(default_factory=LiquidationWindow)
+    new_listing: bool = False
 
 
 _Job = tuple[str, dict[str, ClosedArrays], dict[str, TimeframeSignal]]
-_Result = tuple[str, dict[str, TimeframeSignal], Signal | None]
+_Result = tuple[str, dict[str, TimeframeSignal], Signal | None, dict[str, float], int]
+"""symbol, timeframe signals, fused signal, candle spikes of the smallest timeframe, and
+that timeframe's last close time."""
+
+MAX_SPIKES = 100
+"""Spike events kept for the snapshot (newest last)."""
+NEW_LISTING_DAYS = 30
+"""A symbol whose onboard date is within this many days counts as a new listing."""
 
 
 def _default_streamed(timeframes: Sequence[str]) -> set[str]:
@@ -139,6 +163,30 @@ class Engine:
         self.compute_errors = 0
         """Symbols whose evaluation raised (logged; the previous signal is kept)."""
         self._tick_sizes: dict[str, float] = {}
+        self._profile = config.signals.risk_profile
+        self._spikes: deque[SpikeEvent] = deque(maxlen=MAX_SPIKES)
+        self._universe_set_once = False
+
+    # -- risk profile --------------------------------------------------------------------
+
+    @property
+    def risk_profile(self) -> str:
+        """Active risk profile name (``conservative``, ``balanced``, ``aggressive``)."""
+        return self._profile
+
+    def set_risk_profile(self, name: str) -> None:
+        """Switch the risk profile at runtime; every symbol is re-evaluated on the next
+        :meth:`recompute`.
+
+        Raises:
+            ValueError: if ``name`` is not a known profile.
+        """
+        risk_profile(self.config.signals, name)  # validates
+        if name == self._profile:
+            return
+        self._profile = name
+        for symbol in self._symbols:
+            self._dirty.setdefault(symbol, set())
 
     # -- universe ------------------------------------------------------------------------
 
@@ -151,6 +199,16 @@ class Engine:
         """Price tick per symbol (quote currency); trade plans are put on this grid."""
         self._tick_sizes = dict(tick_sizes)
         self._changed.update(s for s in self._symbols if s in self._tick_sizes)
+
+    def set_onboard_dates(self, onboard_ms: Mapping[str, int]) -> None:
+        """Onboard dates (ms UTC, from exchangeInfo) per symbol: a symbol onboarded within
+        :data:`NEW_LISTING_DAYS` days of the engine clock is labelled a new listing."""
+        now = self._clock()
+        for symbol, onboard in onboard_ms.items():
+            state = self._symbols.get(symbol)
+            if state is not None and onboard > 0 and now - onboard <= NEW_LISTING_DAYS * 86_400_000:
+                state.new_listing = True
+                self._changed.add(symbol)
 
     def set_universe(self, symbols: Iterable[str]) -> None:
         """Replace the tracked symbols; removed symbols' candles and state are freed."""
@@ -165,6 +223,12 @@ class Engine:
                 self._changed.discard(symbol)
         old = self._symbols
         self._symbols = {s: old.get(s) or _SymbolData() for s in wanted}
+        if self._universe_set_once:
+            # Joined during the session: a new listing (or newly in the top N).
+            for s in wanted:
+                if s not in old:
+                    self._symbols[s].new_listing = True
+        self._universe_set_once = True
         self._changed.update(s for s in wanted if s not in old)
         self._structure_changed = True
 
@@ -193,10 +257,25 @@ class Engine:
             state.next_funding_time = event.next_funding_time
         elif isinstance(event, Ticker):
             state.ticker_change_pct = event.price_change_pct
+            state.ticker_high = event.high_price
+            state.ticker_low = event.low_price
             state.quote_volume_24h = event.quote_volume
             self._set_price(state, event.last_price, stamp)
         elif isinstance(event, BookTicker) and state.last_price is None:
             state.last_price = (event.bid_price + event.ask_price) / 2.0
+        elif isinstance(event, Liquidation):
+            notional = event.avg_price * event.quantity
+            over = state.liquidations.add(event.exchange_time, notional)
+            # One liquidation spike per window, not one per liquidation inside it.
+            fresh = (
+                state.spike_kind != "liquidation"
+                or event.exchange_time - state.spike_time >= LIQUIDATION_WINDOW_MS
+            )
+            if over and fresh:
+                self._record_spike(symbol, state, SpikeEvent(
+                    symbol=symbol, kind="liquidation", time=event.exchange_time,
+                    value=state.liquidations.total,
+                ))
         if stamp > self.last_event_time:
             self.last_event_time = stamp
         state.last_update = self._clock()
@@ -283,11 +362,18 @@ class Engine:
                     )
                     done = i + self._batch_size
                     self.last_recompute_thread = ident
-                    for symbol, tf_signals, signal in results:
+                    for symbol, tf_signals, signal, spikes, as_of in results:
                         state = self._symbols.get(symbol)
                         if state is None:
                             continue
                         state.timeframe_signals = tf_signals
+                        if spikes and as_of > state.spike_as_of:
+                            state.spike_as_of = as_of
+                            for kind, value in spikes.items():
+                                self._record_spike(symbol, state, SpikeEvent(
+                                    symbol=symbol, kind=kind, time=as_of, value=value,
+                                    timeframe=self._timeframes[0],
+                                ))
                         if signal != state.signal:
                             state.signal = signal
                             self._changed.add(symbol)
@@ -300,7 +386,11 @@ class Engine:
             return len(jobs)
 
     def _evaluate_batch(self, jobs: list[_Job]) -> tuple[int, list[_Result]]:
-        """Runs in a worker thread: pure evaluation of copied candles."""
+        """Runs in a worker thread: pure evaluation of copied candles.
+
+        The stale-data risk filter is not applied here (it would make a signal depend on the
+        clock, not only on its candles); the row's ``stale`` flag carries it instead.
+        """
         results: list[_Result] = []
         for symbol, arrays, cached in jobs:
             try:
@@ -314,16 +404,35 @@ class Engine:
                     for tf in self._timeframes
                 ]
                 signal = (
-                    combine(symbol, ordered, self.config, self._tick_sizes.get(symbol))
+                    combine(
+                        symbol, ordered, self.config, self._tick_sizes.get(symbol),
+                        profile=self._profile,
+                    )
                     if any(s.bars for s in ordered)
                     else None
+                )
+                base = arrays.get(self._timeframes[0])
+                spikes = candle_spikes(base) if base is not None and len(base) else {}
+                as_of = (
+                    int(base.open_time[-1]) + interval_ms(self._timeframes[0]) - 1
+                    if base is not None and len(base) else 0
                 )
             except Exception:
                 self.compute_errors += 1
                 log.exception("evaluating %s failed; keeping its previous signal", symbol)
                 continue
-            results.append((symbol, cached, signal))
+            results.append((symbol, cached, signal, spikes, as_of))
         return threading.get_ident(), results
+
+    def _record_spike(self, symbol: str, state: _SymbolData, spike: SpikeEvent) -> None:
+        self._spikes.append(spike)
+        state.spike_kind, state.spike_time = spike.kind, spike.time
+        self._changed.add(symbol)
+
+    @property
+    def spikes(self) -> tuple[SpikeEvent, ...]:
+        """Recent spike events, newest last (at most :data:`MAX_SPIKES`)."""
+        return tuple(self._spikes)
 
     def signal(self, symbol: str) -> Signal | None:
         """Latest signal of ``symbol`` (``None`` before any, or if not in the universe)."""
@@ -350,7 +459,18 @@ class Engine:
             age_ms=age,
             stale=age > self._stale_ms,
             tick_size=self._tick_sizes.get(symbol),
+            high_24h=state.ticker_high,
+            low_24h=state.ticker_low,
+            spike=state.spike_kind if self._spike_recent(state) else "",
+            new_listing=state.new_listing,
         )
+
+    def _spike_recent(self, state: _SymbolData) -> bool:
+        if not state.spike_kind:
+            return False
+        # Candle spikes are stamped with the candle's close, liquidations with the event time:
+        # both against the venue time of the latest event.
+        return self.last_event_time - state.spike_time <= interval_ms(self._timeframes[0])
 
     def snapshot(self, health: FeedHealth) -> EngineSnapshot:
         """The current immutable view; the same object while nothing changed.
@@ -382,12 +502,16 @@ class Engine:
         self._structure_changed = False
         self._snapshot_bucket = bucket
         self._version += 1
+        rows = {s: self._rows[s] for s in self._symbols}
         self._snapshot = EngineSnapshot(
             time=now,
             version=self._version,
             timeframes=self._timeframes,
-            symbols={s: self._rows[s] for s in self._symbols},
+            symbols=rows,
             health=health,
+            breadth=compute_breadth(rows, self._timeframes, now) if rows else None,
+            spikes=tuple(self._spikes),
+            new_listings=tuple(s for s, st in self._symbols.items() if st.new_listing),
         )
         return self._snapshot
 

@@ -234,9 +234,8 @@ class MarketRunner:
     def _streams(self, symbols: list[str]) -> list[str]:
         streams = [kline_stream(symbol, code) for symbol in symbols for code in self._streamed]
         streams.append(MARK_PRICE_ALL)
-        # A kline-history replay has no ticker tape; subscribing would only show a dead stream.
-        if self._server is None or self._server.source_kind != "klines":
-            streams.append(TICKER_ALL)
+        # A kline-history replay derives !ticker@arr from its klines (breadth, 24 h change).
+        streams.append(TICKER_ALL)
         if self._server is not None and self._server.source_kind == "capture":
             # A raw capture holds what was recorded: take its trade and book-ticker streams too
             # so prices move (order books are the microstructure engine's, not this one's).

@@ -42,12 +42,23 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 
+import msgspec
 import numpy as np
 
+from engine import detectors, filters
 from engine.candles import ClosedArrays
 from engine.config import EngineConfig, SignalConfig
 from engine.indicators import IndicatorSet, compute_indicators
-from engine.models import Direction, IndicatorVote, Signal, TimeframeSignal, TradePlan
+from engine.models import (
+    Direction,
+    Factor,
+    IndicatorVote,
+    Signal,
+    SignalType,
+    TimeframeSignal,
+    TradePlan,
+)
+from engine.profiles import RiskProfile, risk_profile
 from feeds.intervals import interval_ms
 
 MACD_HIST_ATR = 0.25
@@ -67,6 +78,8 @@ _GROUP_OF = {
     "stochrsi": "momentum",
     "obv": "volume",
     "adx": "strength",
+    "heikin_ashi": "pattern",
+    "patterns": "pattern",
 }
 
 
@@ -131,12 +144,29 @@ def _raw_votes(
     return votes
 
 
-def _group_weights(cfg: SignalConfig) -> dict[str, float]:
+def _candle_votes(
+    ha_trend: int, labels: tuple[str, ...]
+) -> list[tuple[str, float, float]]:
+    """The candle group: Heikin Ashi trend always, patterns only when a signed one fired."""
+    votes = [("heikin_ashi", float(ha_trend), float(ha_trend))]
+    if any(p[-1] in "+-" for p in labels):
+        vote = detectors.pattern_vote(labels)
+        votes.append(("patterns", vote * 2.0, vote))
+    return votes
+
+
+def _group_weights(cfg: SignalConfig, regime: str = "") -> dict[str, float]:
+    """Group weights, with the regime multipliers: trend and strength x
+    ``regime_trend_boost`` when trending, momentum x ``regime_oscillator_boost`` when
+    ranging."""
+    trend_x = cfg.regime_trend_boost if regime == "trending" else 1.0
+    osc_x = cfg.regime_oscillator_boost if regime == "ranging" else 1.0
     return {
-        "trend": cfg.weight_trend,
-        "momentum": cfg.weight_momentum,
+        "trend": cfg.weight_trend * trend_x,
+        "momentum": cfg.weight_momentum * osc_x,
         "volume": cfg.weight_volume,
-        "strength": cfg.weight_strength,
+        "strength": cfg.weight_strength * trend_x,
+        "pattern": cfg.weight_pattern,
     }
 
 
@@ -181,7 +211,13 @@ def timeframe_signal(
     raw = _raw_votes(arrays, indicators, cfg)
     if not raw:
         return warming
-    group_weight = _group_weights(cfg.signals)
+    width_pct = detectors.bb_width_percentile(indicators["bb_width"])
+    regime = detectors.regime(indicators.last("adx"), width_pct, cfg.signals)
+    labels = detectors.patterns(arrays)
+    ha_trend = detectors.heikin_ashi_trend(arrays)
+    if cfg.signals.weight_pattern > 0:
+        raw.extend(_candle_votes(ha_trend, labels))
+    group_weight = _group_weights(cfg.signals, regime)
     members: dict[str, int] = {}
     for name, _, _ in raw:
         members[_GROUP_OF[name]] = members.get(_GROUP_OF[name], 0) + 1
@@ -197,6 +233,11 @@ def timeframe_signal(
         value = float(series[-1])
         if math.isfinite(value):
             values[name] = value
+    values["open"] = float(arrays.open[-1])
+    values["high"] = float(arrays.high[-1])
+    values["low"] = float(arrays.low[-1])
+    if math.isfinite(width_pct):
+        values["bb_width_pct"] = width_pct
     atr = values.get("atr")
     return TimeframeSignal(
         timeframe=timeframe,
@@ -207,6 +248,11 @@ def timeframe_signal(
         atr=atr if atr is not None and atr > 0 else None,
         indicators=tuple(votes),
         values=values,
+        regime=regime,
+        reversion=detectors.reversion(timeframe, arrays, indicators, cfg.signals),
+        cluster=detectors.candle_cluster(arrays, cfg.signals),
+        patterns=labels,
+        heikin_ashi=ha_trend,
     )
 
 
@@ -341,41 +387,224 @@ def evaluate_timeframe(timeframe: str, arrays: ClosedArrays, cfg: EngineConfig) 
     return timeframe_signal(timeframe, arrays, indicators, cfg)
 
 
+def _decide(score: float, confidence: float, profile: RiskProfile) -> Direction:
+    if score >= profile.long_threshold and confidence >= profile.min_confidence:
+        return Direction.LONG
+    if score <= profile.short_threshold and confidence >= profile.min_confidence:
+        return Direction.SHORT
+    return Direction.NEUTRAL
+
+
+def boosted_vote(vote: float, cluster_strength: float, boost: float) -> float:
+    """``vote x (1 + boost x |strength|)`` clipped to [-1, 1] when the candle cluster agrees
+    with the vote's sign, else ``vote`` unchanged."""
+    if _sign(vote) and _sign(vote) == _sign(cluster_strength):
+        return _clip(vote * (1.0 + boost * abs(cluster_strength)))
+    return vote
+
+
+def _side_type(side: int, kind: str) -> SignalType:
+    return SignalType[f"{kind}_{'LONG' if side > 0 else 'SHORT'}"]
+
+
+def signal_type(
+    direction: Direction,
+    confidence: float,
+    balanced_score: float,
+    reversion_score: float,
+    reversion_direction: int,
+    downgraded: bool,
+    cfg: SignalConfig,
+) -> SignalType:
+    """The finer type of a signal.
+
+    For a LONG/SHORT ``direction`` (side ``d``): ``WEAK_d`` when a filter downgraded it or a
+    reversion setup (score >= ``reversion_threshold``) opposes it; ``STRONG_d`` when the
+    balanced score is at least ``strong_score`` on its side (``100 - strong_score`` for SHORT)
+    with confidence >= ``strong_confidence``; else ``MOMENTUM_d``. For NEUTRAL (including a
+    blocked signal): ``REVERSION_r`` when the reversion score reaches ``reversion_threshold``
+    (``r`` its direction); ``WEAK_*`` when the balanced score leans past ``weak_score``;
+    else ``NEUTRAL``.
+    """
+    if direction is not Direction.NEUTRAL:
+        side = 1 if direction is Direction.LONG else -1
+        opposed = reversion_score >= cfg.reversion_threshold and reversion_direction == -side
+        if downgraded or opposed:
+            return _side_type(side, "WEAK")
+        lean = side * (balanced_score - 50.0)
+        if lean >= cfg.strong_score - 50.0 and confidence >= cfg.strong_confidence:
+            return _side_type(side, "STRONG")
+        return _side_type(side, "MOMENTUM")
+    if reversion_direction and reversion_score >= cfg.reversion_threshold:
+        return _side_type(reversion_direction, "REVERSION")
+    if abs(balanced_score - 50.0) >= cfg.weak_score - 50.0 and balanced_score != 50.0:
+        return _side_type(1 if balanced_score > 50.0 else -1, "WEAK")
+    return SignalType.NEUTRAL
+
+
+def _timeframe_factors(s: TimeframeSignal, weight: float) -> list[Factor]:
+    tf = s.timeframe
+    out = [Factor(
+        name="vote", category="timeframe", timeframe=tf, value=s.vote or 0.0, weight=weight,
+        contribution=weight * (s.vote or 0.0), note=f"{s.bars} closed candles",
+    )]
+    out.extend(
+        Factor(
+            name=v.name, category="indicator", timeframe=tf, value=v.value, weight=v.weight,
+            contribution=v.vote * v.weight, note=f"{v.group} vote {v.vote:+.2f}",
+        )
+        for v in s.indicators
+    )
+    width = s.values.get("bb_width_pct", math.nan)
+    out.append(Factor(
+        name="regime", category="regime", timeframe=tf, value=s.values.get("adx", math.nan),
+        note=f"{s.regime or 'unknown'}: ADX, BB width percentile {width:.0%}",
+    ))
+    if s.reversion is not None:
+        out.extend(s.reversion.factors)
+    if s.cluster is not None:
+        c = s.cluster
+        out.append(Factor(
+            name="cluster", category="cluster", timeframe=tf, value=c.strength,
+            weight=c.ratio, contribution=c.follow_through,
+            note=f"{c.count} high-volume candles ({c.up} up, {c.down} down), follow-through "
+            f"{c.follow_through:.0%}{', trend forming' if c.trend_forming else ''}",
+        ))
+    if s.patterns:
+        out.append(Factor(
+            name="patterns", category="pattern", timeframe=tf,
+            value=detectors.pattern_vote(s.patterns), note=" ".join(s.patterns),
+        ))
+    return out
+
+
+def plan_eta_minutes(
+    plan: TradePlan, entry_atr: float | None, entry_timeframe: str
+) -> float | None:
+    """Minutes to TP1 at the entry timeframe's ATR speed: ``|TP1 - entry| / ATR`` bars of the
+    entry timeframe (a bar covers about one ATR); ``None`` without an ATR."""
+    if entry_atr is None or entry_atr <= 0:
+        return None
+    bars = abs(plan.take_profit_1 - plan.entry) / entry_atr
+    return bars * interval_ms(entry_timeframe) / 60_000.0
+
+
 def combine(
     symbol: str,
     timeframe_signals: Sequence[TimeframeSignal],
     cfg: EngineConfig,
     tick_size: float | None = None,
+    *,
+    now: int | None = None,
+    profile: str | None = None,
 ) -> Signal:
     """The fused :class:`Signal` from per-timeframe signals (configured order, all included).
 
     The plan's ATR comes from ``SignalConfig.plan_timeframe`` when it is ready, else from the
     largest ready timeframe; the entry is the last close of the smallest ready timeframe.
     ``tick_size`` (quote currency) puts the plan's prices on the exchange's tick grid.
+
+    Beyond :func:`fuse`: the risk profile's thresholds decide the direction; the momentum score
+    fuses the timeframe votes boosted by agreeing candle clusters (:func:`boosted_vote`); the
+    reversion score fuses ``direction x score`` of each timeframe's mean-reversion reading with
+    the same timeframe weights; ``balanced = momentum_weight x momentum + (1 -
+    momentum_weight) x reversion`` (both in [-1, 1], shown as 0-100). Risk filters
+    (:mod:`engine.filters`) then block (NEUTRAL, no plan) or downgrade the signal and
+    :func:`signal_type` types it.
+
+    Args:
+        symbol: Venue symbol.
+        timeframe_signals: One per configured timeframe, warming-up ones included.
+        cfg: Engine configuration.
+        tick_size: Price tick, quote currency, or ``None``.
+        now: Evaluation time (ms UTC) for the stale-data filter; ``None`` skips it.
+        profile: Risk profile name overriding ``cfg.signals.risk_profile``.
+
+    Raises:
+        ValueError: on an unknown profile or invalid timeframe weights (see :func:`fuse`).
     """
-    direction, score, confidence = fuse(symbol, timeframe_signals, cfg.signals)
+    sc = cfg.signals
+    rp = risk_profile(sc, profile)
+    _, score, confidence = fuse(symbol, timeframe_signals, sc)
+    direction = _decide(score, confidence, rp)
     ready = sorted(
         (s for s in timeframe_signals if s.vote is not None),
         key=lambda s: interval_ms(s.timeframe),
     )
+    weights = {s.timeframe: sc.timeframe_weights.get(s.timeframe, 1.0) for s in ready}
+    w_ready = sum(weights.values())
+    momentum = reversion = 0.0
+    factors: list[Factor] = []
+    for s in ready:
+        w = weights[s.timeframe] / w_ready if w_ready > 0 else 0.0
+        strength = s.cluster.strength if s.cluster else 0.0
+        momentum += w * boosted_vote(s.vote or 0.0, strength, sc.cluster_boost)
+        if s.reversion is not None:
+            reversion += w * s.reversion.direction * s.reversion.score / 100.0
+        factors.extend(_timeframe_factors(s, w))
+    momentum, reversion = _clip(momentum), _clip(reversion)
+    balanced = _clip(sc.momentum_weight * momentum + (1.0 - sc.momentum_weight) * reversion)
+    momentum_score, balanced_score = 50.0 + 50.0 * momentum, 50.0 + 50.0 * balanced
+    factors.extend((
+        Factor(name="momentum", category="blend", value=momentum_score,
+               weight=sc.momentum_weight, contribution=sc.momentum_weight * momentum,
+               note="fused votes with candle-cluster boost"),
+        Factor(name="reversion", category="blend", value=100.0 * abs(reversion),
+               weight=1.0 - sc.momentum_weight,
+               contribution=(1.0 - sc.momentum_weight) * reversion,
+               note=f"direction {_sign(reversion):+d}"),
+        Factor(name="balanced", category="blend", value=balanced_score, weight=1.0,
+               contribution=balanced, note=f"profile {rp.name}"),
+    ))
+
     plan = None
+    plan_tf: TimeframeSignal | None = None
     if ready and direction is not Direction.NEUTRAL:
         by_tf = {s.timeframe: s for s in ready}
-        sized = by_tf.get(cfg.signals.plan_timeframe, ready[-1])
-        if sized.atr is None:
-            sized = next((s for s in reversed(ready) if s.atr is not None), sized)
+        plan_tf = by_tf.get(sc.plan_timeframe, ready[-1])
+        if plan_tf.atr is None:
+            plan_tf = next((s for s in reversed(ready) if s.atr is not None), plan_tf)
         entry = ready[0].values.get("close", math.nan)
         plan = trade_plan(
-            direction, entry, sized.atr or math.nan, sized.timeframe, cfg.signals, tick_size
+            direction, entry, plan_tf.atr or math.nan, plan_tf.timeframe, sc, tick_size
         )
+        if plan is not None:
+            level = plan_tf.values.get("support" if direction is Direction.LONG else "resistance")
+            plan = msgspec.structs.replace(
+                plan,
+                eta_minutes=plan_eta_minutes(plan, ready[0].atr, ready[0].timeframe),
+                invalidation=level,
+            )
+    fired: list[str] = []
+    blocked = False
+    if ready and direction is not Direction.NEUTRAL:
+        checks = filters.risk_filters(direction, ready[0], plan_tf, plan, sc, rp, now)
+        factors.extend(checks)
+        fired = [f.name.removeprefix("filter.") for f in checks if f.contribution]
+        blocked = any(name in rp.blocking for name in fired)
+    final = Direction.NEUTRAL if blocked else direction
+    kind = signal_type(
+        final, confidence, balanced_score, 100.0 * abs(reversion), _sign(reversion),
+        bool(fired) and not blocked, sc,
+    )
     return Signal(
         symbol=symbol,
-        direction=direction,
+        direction=final,
         score=score,
         confidence=confidence,
         timeframes=tuple(timeframe_signals),
-        plan=plan,
+        plan=None if blocked else plan,
         as_of=max((s.as_of for s in timeframe_signals), default=0),
+        signal_type=kind,
+        momentum_score=momentum_score,
+        reversion_score=100.0 * abs(reversion),
+        reversion_direction=_sign(reversion),
+        balanced_score=balanced_score,
+        filters=tuple(fired),
+        blocked=blocked,
+        risk_profile=rp.name,
+        patterns=ready[0].patterns if ready else (),
+        factors=tuple(factors),
     )
 
 
@@ -384,6 +613,9 @@ def evaluate(
     arrays: Mapping[str, ClosedArrays],
     cfg: EngineConfig,
     tick_size: float | None = None,
+    *,
+    now: int | None = None,
+    profile: str | None = None,
 ) -> Signal:
     """The signal of one symbol from its closed candles: a pure function (causal, repeatable).
 
@@ -393,6 +625,8 @@ def evaluate(
             having no candles (warming up). Extra timeframes are ignored.
         cfg: Engine configuration.
         tick_size: Price tick of the contract (quote currency) for the plan, if known.
+        now: Evaluation time (ms UTC) for the stale-data filter; ``None`` skips it.
+        profile: Risk profile overriding ``cfg.signals.risk_profile``.
 
     Returns:
         The fused :class:`Signal` with one :class:`TimeframeSignal` per configured timeframe.
@@ -401,4 +635,4 @@ def evaluate(
     signals = [
         evaluate_timeframe(tf, arrays.get(tf, empty), cfg) for tf in cfg.timeframes.timeframes
     ]
-    return combine(symbol, signals, cfg, tick_size)
+    return combine(symbol, signals, cfg, tick_size, now=now, profile=profile)

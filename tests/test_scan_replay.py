@@ -44,6 +44,7 @@ def test_one_valid_record_per_symbol(records: list[dict[str, object]]) -> None:
     assert len(symbols) == 55
     assert sorted(str(r["symbol"]) for r in records) == sorted(symbols)
     directions = set()
+    types = set()
     for r in records:
         assert r["signal"] in ("LONG", "SHORT", "NEUTRAL")
         directions.add(r["signal"])
@@ -63,7 +64,26 @@ def test_one_valid_record_per_symbol(records: list[dict[str, object]]) -> None:
         if r["signal"] != "NEUTRAL":
             assert float(r["risk_reward"]) > 0  # type: ignore[arg-type]
             assert entry == r["last_price"] or r["stale"]
+            assert str(r["type"]).endswith("_" + str(r["signal"]))
+            assert float(r["eta_minutes"]) > 0  # type: ignore[arg-type]
+        regimes = r["regime"]
+        assert isinstance(regimes, dict) and list(regimes) == list(votes)
+        assert all(
+            (v is None) == (votes[k] is None) and v in (None, "trending", "ranging",
+                                                        "high_volatility")
+            for k, v in regimes.items()
+        )
+        assert isinstance(r["filters"], list) and isinstance(r["patterns"], list)
+        factors = r["factors"]
+        assert isinstance(factors, list) and factors
+        assert {"name", "category", "timeframe", "value", "weight", "contribution",
+                "note"} == set(factors[0])
+        fired = sorted(f["name"][len("filter."):] for f in factors
+                       if f["category"] == "filter" and f["contribution"])
+        assert fired == sorted(r["filters"])  # type: ignore[arg-type]
+        types.add(r["type"])
     assert "SHORT" in directions and "LONG" in directions
+    assert len(types) >= 3, types
 
 
 def test_symbols_whose_data_ended_are_stale(records: list[dict[str, object]]) -> None:
@@ -128,6 +148,13 @@ def test_scan_is_causal_end_to_end(tmp_path: Path) -> None:
             assert vote == pytest.approx(round(votes[tf], 4), abs=1e-9)
     if expected.plan is not None:
         assert record["stop_loss"] == pytest.approx(expected.plan.stop_loss)
+        assert record["eta_minutes"] == pytest.approx(expected.plan.eta_minutes, abs=0.05)
+    assert record["type"] == expected.signal_type.value
+    assert record["filters"] == list(expected.filters)
+    assert record["patterns"] == list(expected.patterns)
+    assert record["regime"] == {s.timeframe: s.regime or None for s in expected.timeframes}
+    assert len(record["factors"]) == len(expected.factors)
+    assert [f["name"] for f in record["factors"]] == [f.name for f in expected.factors]
     assert np.isfinite(record["confidence"])
 
 

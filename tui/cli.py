@@ -5,6 +5,8 @@
     perpscope [--config PATH] [--replay PATH [--speed N|max] [--start TIME]]   the TUI
     perpscope scan [--replay PATH] [--json | --csv] [--top N]                   one-shot scan
     perpscope record --out FILE [--duration D]                                  record frames
+    perpscope ask SYMBOL "question" [--replay PATH] [--verdict]                 ask the analyst
+    perpscope breadth [--replay PATH] [--json]                                  market state
 
 Errors in arguments, configuration or replay data end the program with one clear message on
 stderr and exit status 2; never a traceback.
@@ -131,6 +133,23 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output file (gzip line format, e.g. session.psrec.gz)")
     record.add_argument("--duration", type=parse_duration, metavar="D",
                         help="stop after D (e.g. 90s, 10m, 2h); default: until Ctrl-C")
+
+    ask = sub.add_parser("ask", help="ask the AI analyst about a symbol (local Ollama; "
+                                      "rule-based analysis when none answers)")
+    _common_options(ask, suppress=True)
+    ask.add_argument("symbol", help="symbol, e.g. BTCUSDT (or BTC)")
+    ask.add_argument("question", nargs="?", default="Summarise the signal and what would "
+                     "invalidate it.", help="the question (default: a signal summary)")
+    ask.add_argument("--verdict", action="store_true",
+                     help="print a JSON verdict (decision, target_price, rationale, risk_flags, "
+                          "confidence_explained) instead of a free answer")
+    ask.add_argument("--model", metavar="NAME", help="Ollama model (default: [ai] model)")
+    ask.add_argument("--show-prompt", action="store_true",
+                     help="print the exact prompt and context sent to stderr")
+    breadth = sub.add_parser("breadth", help="backfill (or replay to the end), print the "
+                                              "market state (breadth), exit")
+    _common_options(breadth, suppress=True)
+    breadth.add_argument("--json", action="store_true", help="one JSON object")
     return parser
 
 
@@ -159,11 +178,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.headless import run_scan
 
             return run_scan(settings, args)
+        if args.command == "breadth":
+            _configure_logging(args.verbose, None)
+            from tui.headless import run_breadth
+
+            return run_breadth(settings, args)
         if args.command == "record":
             _configure_logging(args.verbose, None)
             from tui.headless import run_record
 
             return run_record(settings, args)
+        if args.command == "ask":
+            _configure_logging(args.verbose, None)
+            from tui.ask import run_ask
+
+            return run_ask(settings, args)
         _configure_logging(args.verbose, settings.data_path() / "perpscope.log")
         return _run_tui(settings, args)
     except ConfigError as exc:
@@ -181,7 +210,14 @@ def _run_tui(settings: Settings, args: argparse.Namespace) -> int:
     from tui.headless import build_runner
 
     runner = build_runner(settings, args, default_speed=1.0)
-    app = make_app(runner, settings.ui, title_exchange=settings.general.exchange)
+    from storage.db import DB_NAME
+
+    # Replays keep chats in memory: verdicts on recorded data must not mix with live ones.
+    db_path = None if args.replay is not None else settings.data_path() / DB_NAME
+    app = make_app(
+        runner, settings.ui, title_exchange=settings.general.exchange, ai=settings.ai,
+        db_path=db_path,
+    )
     app.run()
     return int(app.return_code or 0)
 

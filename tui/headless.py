@@ -1,4 +1,4 @@
-"""Headless commands: ``perpscope scan`` and ``perpscope record``, and the runner factory."""
+"""Headless commands: ``perpscope scan``, ``breadth`` and ``record``, and the runner factory."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from engine.models import EngineSnapshot
 from engine.runner import MarketRunner, ReplayOptions
 from feeds.replay.loaders import ReplayDataError
 from feeds.rest import RestError
-from tui.scan_output import print_table, to_csv, to_json_lines
+from tui.scan_output import breadth_json, print_breadth, print_table, to_csv, to_json_lines
 from tui.settings import Settings
 
 EXIT_OK = 0
@@ -65,6 +65,27 @@ def run_scan(settings: Settings, args: argparse.Namespace) -> int:
         # Piped output has no terminal width; rich's 80-column default would fold every cell.
         width = None if sys.stdout.isatty() else 220
         print_table(snapshot, Console(width=width), args.top)
+    return EXIT_OK
+
+
+def run_breadth(settings: Settings, args: argparse.Namespace) -> int:
+    """``perpscope breadth``: print the market state at the end of the run; exit status."""
+    runner = build_runner(settings, args, default_speed=None)
+    try:
+        snapshot = asyncio.run(_with_progress(runner))
+    except ReplayDataError as exc:
+        _error(f"perpscope: replay data error: {exc}")
+        return EXIT_USAGE
+    except RestError as exc:
+        _error(f"perpscope: {exc}")
+        return EXIT_RUNTIME
+    if snapshot.breadth is None:
+        _error("perpscope: no symbol data, no breadth")
+        return EXIT_RUNTIME
+    if args.json:
+        sys.stdout.write(breadth_json(snapshot) + "\n")
+    else:
+        print_breadth(snapshot, Console(width=None if sys.stdout.isatty() else 120))
     return EXIT_OK
 
 

@@ -5,21 +5,41 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from engine.models import EngineSnapshot, SymbolState
+from engine.models import Breadth, EngineSnapshot, Factor, SymbolState
 
 CSV_FIELDS = (
     "symbol", "signal", "score", "confidence", "entry", "stop_loss", "take_profit_1",
     "take_profit_2", "risk_reward", "as_of", "last_price", "change_24h_pct", "funding_rate",
     "stale",
 )
+
+
+def _finite(value: float, digits: int = 6) -> float | None:
+    """``value`` rounded, or ``None`` when NaN/infinite (JSON has no NaN)."""
+    return round(value, digits) if math.isfinite(value) else None
+
+
+def factor_record(factor: Factor) -> dict[str, Any]:
+    """One factor of the breakdown as a JSON-ready dict (non-finite readings → ``None``)."""
+    return {
+        "name": factor.name,
+        "category": factor.category,
+        "timeframe": factor.timeframe or None,
+        "value": _finite(factor.value),
+        "weight": _finite(factor.weight),
+        "contribution": _finite(factor.contribution),
+        "note": factor.note,
+    }
 
 
 def scan_record(state: SymbolState, timeframes: Iterable[str]) -> dict[str, Any]:
@@ -30,16 +50,27 @@ def scan_record(state: SymbolState, timeframes: Iterable[str]) -> dict[str, Any]
     warming up); ``entry``/``stop_loss``/``take_profit_1``/``take_profit_2`` (quote currency,
     ``None`` without a plan); ``risk_reward``; ``as_of`` (ms UTC close time of the last closed
     bar used); ``last_price``; ``change_24h_pct`` (percent); ``funding_rate`` (fraction);
-    ``stale``.
+    ``stale``; ``type`` (``MOMENTUM_LONG``, ``REVERSION_SHORT``, ``STRONG_*``, ``WEAK_*``,
+    ``NEUTRAL``...); ``regime`` (timeframe → ``trending``/``ranging``/``high_volatility``,
+    ``None`` while warming up); ``momentum_score``/``reversion_score``/``balanced_score``
+    (0-100); ``filters`` (names of the risk filters that fired); ``blocked``; ``risk_profile``;
+    ``patterns`` (candlestick patterns on the entry timeframe's last candle); ``eta_minutes``
+    (to TP1) and ``invalidation`` (quote currency) of the plan; ``factors`` (the full
+    breakdown: ``name``, ``category``, ``timeframe``, ``value``, ``weight``,
+    ``contribution``, ``note``).
     """
     signal = state.signal
+    timeframes = list(timeframes)
     votes: dict[str, float | None] = {tf: None for tf in timeframes}
+    regimes: dict[str, str | None] = {tf: None for tf in timeframes}
     plan = signal.plan if signal else None
     if signal:
         for tf_signal in signal.timeframes:
             votes[tf_signal.timeframe] = (
                 None if tf_signal.vote is None else round(tf_signal.vote, 4)
             )
+            regimes[tf_signal.timeframe] = tf_signal.regime or None
+    eta = plan.eta_minutes if plan else None
     return {
         "symbol": state.symbol,
         "signal": signal.direction.value if signal else "NEUTRAL",
@@ -56,6 +87,18 @@ def scan_record(state: SymbolState, timeframes: Iterable[str]) -> dict[str, Any]
         "change_24h_pct": None if state.change_24h_pct is None else round(state.change_24h_pct, 3),
         "funding_rate": state.funding_rate,
         "stale": state.stale,
+        "type": signal.signal_type.value if signal else "NEUTRAL",
+        "regime": regimes,
+        "momentum_score": round(signal.momentum_score, 2) if signal else 50.0,
+        "reversion_score": round(signal.reversion_score, 2) if signal else 0.0,
+        "balanced_score": round(signal.balanced_score, 2) if signal else 50.0,
+        "filters": list(signal.filters) if signal else [],
+        "blocked": signal.blocked if signal else False,
+        "risk_profile": signal.risk_profile if signal else None,
+        "patterns": list(signal.patterns) if signal else [],
+        "eta_minutes": None if eta is None else _finite(eta, 1),
+        "invalidation": plan.invalidation if plan else None,
+        "factors": [factor_record(f) for f in signal.factors] if signal else [],
     }
 
 
@@ -154,4 +197,55 @@ def print_table(snapshot: EngineSnapshot, console: Console, top: int | None = No
             num(record["take_profit_2"]), num(record["risk_reward"], "{:.2f}"),
             style="dim" if record["stale"] else "",
         )
+    console.print(table)
+
+
+def breadth_record(breadth: Breadth, snapshot: EngineSnapshot) -> dict[str, Any]:
+    """The breadth as a JSON-ready dict: every :class:`~engine.models.Breadth` field plus
+    ``universe`` (the fresh symbols counted, sorted)."""
+    record: dict[str, Any] = msgspec.to_builtins(breadth)
+    record["universe"] = sorted(s for s, row in snapshot.symbols.items() if not row.stale)
+    return record
+
+
+def breadth_json(snapshot: EngineSnapshot) -> str:
+    """One JSON object (see :func:`breadth_record`); ``{}`` before any data."""
+    if snapshot.breadth is None:
+        return "{}"
+    return json.dumps(breadth_record(snapshot.breadth, snapshot), separators=(",", ":"))
+
+
+def print_breadth(snapshot: EngineSnapshot, console: Console) -> None:
+    """The breadth as a two-column rich table."""
+    b = snapshot.breadth
+    if b is None:
+        console.print("no data")
+        return
+
+    def pct(value: float | None, fmt: str = "{:.1f}%") -> str:
+        return "–" if value is None else fmt.format(value)
+
+    table = Table(title=f"perpscope breadth · {b.symbols} symbols", box=box.SIMPLE_HEAD,
+                  show_header=False)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("advancers / decliners", f"{b.advancers} / {b.decliners}")
+    table.add_row("median 24h change", pct(b.median_change_pct, "{:+.2f}%"))
+    table.add_row("new 24h highs / lows", f"{b.new_highs} / {b.new_lows}")
+    for tf in snapshot.timeframes:
+        table.add_row(f"above EMA50 / EMA200 ({tf})",
+                      f"{pct(b.above_ema50_pct.get(tf))} / {pct(b.above_ema200_pct.get(tf))}")
+    table.add_row("median funding", pct(
+        None if b.median_funding is None else b.median_funding * 100, "{:+.4f}%"))
+    if b.max_funding is not None and b.min_funding is not None:
+        table.add_row("funding extremes",
+                      f"{b.max_funding_symbol} {b.max_funding * 100:+.4f}% · "
+                      f"{b.min_funding_symbol} {b.min_funding * 100:+.4f}%")
+    table.add_row("median ATR % / volatility", f"{pct(b.median_atr_pct, '{:.3f}%')} / "
+                  f"{b.volatility_regime or '–'}")
+    table.add_row("LONG / SHORT signals", f"{b.longs} / {b.shorts}")
+    btc = "–" if b.btc_score is None else f"{b.btc_trend} {b.btc_score:.0f}"
+    if b.btc_microtrend is not None:
+        btc += f" · micro {b.btc_microtrend:+.2f}"
+    table.add_row("BTC trend", btc)
     console.print(table)

@@ -26,6 +26,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ai.config import AiConfig
 from engine.config import EngineConfig, IndicatorConfig, SignalConfig, TimeframeConfig
 from feeds.config import EndpointConfig, FeedConfig, UniverseConfig
 from tui.ui_config import UiConfig
@@ -89,6 +90,8 @@ class Settings(BaseSettings):
     """Engine-wide settings."""
     ui: UiConfig = Field(default_factory=UiConfig)
     """Terminal UI."""
+    ai: AiConfig = Field(default_factory=AiConfig)
+    """AI analyst: local Ollama server and model, context budget, freshness limits."""
 
     _toml_file: ClassVar[Path | None] = None
 

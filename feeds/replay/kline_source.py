@@ -20,6 +20,11 @@ sent equal to the mark. ``r`` is the latest settled funding rate from the fundin
 (before the first settlement, the first recorded rate; no funding file: 0), ``T`` the next
 8-hour UTC boundary.
 
+All-market tickers (``!ticker@arr``): the files hold no ticker tape, so each one is derived
+from the klines served: per symbol, the 24 h rolling open/high/low/close/volume of the closed
+candles of its finest file (the same window as ``GET /fapi/v1/ticker/24hr``), with ``st`` = 1
+(USDⓈ-M), sent whenever the replay clock reaches a new kline event time.
+
 Quote volumes are estimated as Σ volume × (o+h+l+c)/4 (the files keep OHLCV only); trade
 counts and taker-buy volumes are 0.
 """
@@ -132,6 +137,7 @@ class KlineSource:
         for symbol in self.symbols:
             history.decimals(symbol)  # computed here (a loader thread), not on the event loop
         self._exchange_records: list[dict[str, Any]] | None = None
+        self._ticker_sent: dict[str, tuple[int, str, int]] = {}
 
     @property
     def skipped(self) -> list[str]:
@@ -302,6 +308,51 @@ class KlineSource:
                 }
             )
         return out
+
+    def ticker_updates(self, now_ms: int) -> list[dict[str, Any]]:
+        """``!ticker@arr`` items (``24hrTicker``) as of ``now_ms``, from :meth:`tickers_24h`
+        (only candles closed by ``now_ms``).
+
+        Like Binance, only symbols whose statistics changed since the previous call are sent,
+        and a symbol whose recorded trading ended (after its last candle) gets none.
+        """
+        items: list[dict[str, Any]] = []
+        for row in self.tickers_24h(now_ms):
+            symbol = row["symbol"]
+            until = self.history.trading_until(symbol)
+            if until is None or now_ms > until:
+                continue
+            state = (row["closeTime"], row["lastPrice"], row["openTime"])
+            if self._ticker_sent.get(symbol) == state:
+                continue
+            self._ticker_sent[symbol] = state
+            items.append(self._ticker_item(row, now_ms))
+        return items
+
+    @staticmethod
+    def _ticker_item(row: dict[str, Any], now_ms: int) -> dict[str, Any]:
+        return {
+            "e": "24hrTicker",
+            "E": now_ms,
+            "s": row["symbol"],
+            "p": row["priceChange"],
+            "P": row["priceChangePercent"],
+            "w": row["weightedAvgPrice"],
+            "c": row["lastPrice"],
+            "Q": "0",
+            "o": row["openPrice"],
+            "h": row["highPrice"],
+            "l": row["lowPrice"],
+            "v": row["volume"],
+            "q": row["quoteVolume"],
+            "O": row["openTime"],
+            "C": row["closeTime"],
+            "F": -1,
+            "L": -1,
+            "n": 0,
+            "ps": row["symbol"],
+            "st": 1,
+        }
 
     def klines(
         self,

@@ -60,6 +60,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEFRAMES = ("5m", "15m", "1h", "4h")
 MARK_ARRAY_KEY = StreamKey("!markPrice", "arr")
+TICKER_ARRAY_KEY = StreamKey("!ticker", "arr")
+"""``!ticker@arr``: derived from the served klines in a kline-history replay."""
 YIELD_EVERY = 64
 """Max-speed pump yields to the loop at least this often (REST stays responsive)."""
 
@@ -654,6 +656,17 @@ class ReplayServer:
             if key in self._index:
                 await self._deliver(key, _encode(update))
 
+    async def _deliver_tickers(self, now_ms: int) -> None:
+        """Kline replays: ``!ticker@arr`` derived from the klines (``KlineSource``)."""
+        if TICKER_ARRAY_KEY not in self._index:
+            return
+        derive = getattr(self._require(), "ticker_updates", None)
+        if derive is None:
+            return
+        items = derive(now_ms)
+        if items:
+            await self._deliver(TICKER_ARRAY_KEY, _encode(items))
+
     # ----------------------------------------------------------------- pump
 
     async def _pump(self) -> None:
@@ -669,6 +682,7 @@ class ReplayServer:
         next_mark = -(-source.start_ms // 1000) * 1000
         processed = 0
         marked_ms: int | None = None
+        ticked_ms: int | None = None
         try:
             for event in source.events():
                 if self.speed is None:
@@ -686,6 +700,11 @@ class ReplayServer:
                     if event.time_ms < self._skip_before:
                         self.frames_skipped += 1
                         continue
+                if generates_marks and event.time_ms != ticked_ms:
+                    # Tickers before the klines of the same instant, as the venue's 24 h
+                    # window already includes the candle closing now.
+                    ticked_ms = event.time_ms
+                    await self._deliver_tickers(event.time_ms)
                 await self._deliver_event(event)
                 processed += 1
                 if processed % YIELD_EVERY == 0:

@@ -95,6 +95,26 @@ class VoteTable(Widget):
         if signal.direction is Direction.NEUTRAL:
             summary.append("  (score between the thresholds or low agreement)", style=muted)
         summary.append(f"  · as of candle close {fmt.format_utc(signal.as_of)}", style=muted)
+        summary.append("\n")
+        summary.append(signal.signal_type.value.replace("_", " ").lower(), style=Style(bold=True))
+        summary.append("  ")
+        arrow = {1: "↑", -1: "↓"}.get(signal.reversion_direction, "")
+        summary.append(
+            f"  balanced {signal.balanced_score:.0f} = momentum {signal.momentum_score:.0f}"
+            f" · reversion {signal.reversion_score:.0f}{arrow}  profile {signal.risk_profile}",
+            style=muted,
+        )
+        if signal.patterns:
+            summary.append(f"  candles {' '.join(signal.patterns)}")
+        filters = [f for f in signal.factors if f.category == "filter" and f.contribution]
+        if filters:
+            summary.append("\nfilters: ")
+            summary.append(
+                "; ".join(f"{f.name.removeprefix('filter.')} {f.note}" for f in filters),
+                style=self._style("short") if signal.blocked else Style(),
+            )
+        elif any(f.category == "filter" for f in signal.factors):
+            summary.append("\nfilters: none fired", style=muted)
 
         table = Table(
             box=None, padding=(0, 1), show_edge=False, expand=False, header_style=Style(bold=True)
@@ -126,4 +146,31 @@ class VoteTable(Widget):
             "",
             *[self._vote_cell(tf) for tf in signal.timeframes],
         )
+        table.add_row("regime", "state", *[self._detail(tf, "regime") for tf in signal.timeframes])
+        table.add_row(
+            "reversion / cluster",
+            "",
+            *[
+                self._detail(tf, "reversion") + Text(" / ") + self._detail(tf, "cluster")
+                for tf in signal.timeframes
+            ],
+        )
         return Group(summary, table)
+
+    def _detail(self, tf: TimeframeSignal, kind: str) -> Text:
+        """Regime, reversion score (0-100, arrow = direction) or high-volume cluster strength
+        (``trend`` when a trend is forming) of one timeframe."""
+        muted = self._style("muted")
+        if tf.vote is None:
+            return Text("—", style=muted)
+        if kind == "regime":
+            return Text(tf.regime.replace("_", " ") or "—")
+        if kind == "reversion" and tf.reversion is not None:
+            arrow = {1: "↑", -1: "↓"}.get(tf.reversion.direction, "")
+            return Text(f"{tf.reversion.score:.0f}{arrow}", style=Style() if arrow else muted)
+        if kind == "cluster" and tf.cluster is not None:
+            mark = " trend" if tf.cluster.trend_forming else ""
+            return Text(f"{tf.cluster.strength:+.2f}{mark}", style=self._vote_style(
+                tf.cluster.strength if tf.cluster.trend_forming else 0.0
+            ))
+        return Text("—", style=muted)
