@@ -126,6 +126,10 @@ class MarketRunner:
         """Candles for charts (see :class:`engine.service.MarketService`)."""
         return self.engine.candles(symbol, timeframe, limit)
 
+    def set_risk_profile(self, name: str) -> None:
+        """Switch the risk profile (see :class:`engine.service.MarketService`)."""
+        self.engine.set_risk_profile(name)
+
     async def run(self) -> None:
         """Run until cancelled; network and data errors become health, never exceptions.
 

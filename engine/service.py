@@ -23,6 +23,15 @@ class MarketService(Protocol):
         ``None`` if the symbol or timeframe is unknown."""
         ...
 
+    def set_risk_profile(self, name: str) -> None:
+        """Switch the risk profile (``conservative``, ``balanced``, ``aggressive``); signals
+        are re-evaluated on the next recompute.
+
+        Raises:
+            ValueError: if ``name`` is not a known profile.
+        """
+        ...
+
     async def run(self) -> None:
         """Backfill, connect and process events until cancelled. Never raises on network or
         data errors: they become feed health (OFFLINE with reason and next retry)."""

@@ -157,6 +157,9 @@ class HistoryService:
         """The engine's snapshot with this service's feed health."""
         return self.engine.snapshot(self.health)
 
+    def set_risk_profile(self, name: str) -> None:
+        self.engine.set_risk_profile(name)
+
     def candles(self, symbol: str, timeframe: str, limit: int = 200) -> CandleSeries | None:
         """Candles from the engine's store."""
         return self.engine.candles(symbol, timeframe, limit)
@@ -203,6 +206,9 @@ class FinishedReplay:
     def snapshot(self) -> EngineSnapshot:
         """The finished runner's snapshot."""
         return self.runner.snapshot()
+
+    def set_risk_profile(self, name: str) -> None:
+        self.runner.set_risk_profile(name)
 
     def candles(self, symbol: str, timeframe: str, limit: int = 200) -> CandleSeries | None:
         """The finished runner's candles."""

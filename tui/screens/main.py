@@ -19,11 +19,13 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input
 
+from engine.config import RISK_PROFILE_NAMES
 from engine.models import EngineSnapshot
 from engine.service import MarketService
 from tui.commands import PaletteCommand
 from tui.screens.symbol import SymbolScreen
 from tui.ui_config import UiConfig
+from tui.widgets.breadth import BreadthPane
 from tui.widgets.signal_table import SORT_CYCLE, SignalTable
 from tui.widgets.status_bar import StatusBar
 
@@ -40,6 +42,20 @@ class MainScreen(Screen[None]):
             id="table.filter",
         ),
         Binding("escape", "clear_filter", "Clear filter", id="table.clear_filter"),
+        Binding(
+            "b",
+            "toggle_breadth",
+            "Breadth",
+            tooltip="Show or hide market breadth",
+            id="main.breadth",
+        ),
+        Binding(
+            "r",
+            "cycle_risk_profile",
+            "Risk",
+            tooltip="Cycle the risk profile: conservative, balanced, aggressive",
+            id="main.risk_profile",
+        ),
     ]
 
     snapshot: Reactive[EngineSnapshot | None] = reactive(None, init=False)
@@ -69,6 +85,7 @@ class MainScreen(Screen[None]):
         self._exchange = exchange
         self._clock = clock
         self._timer: Timer | None = None
+        self._profile: str | None = None
 
     def compose(self) -> ComposeResult:
         yield StatusBar(self._exchange, id="status").data_bind(MainScreen.snapshot, MainScreen.now)
@@ -77,6 +94,10 @@ class MainScreen(Screen[None]):
             placeholder="filter: symbol text, long, short, neutral  (enter keeps, esc clears)",
             id="filter",
         )
+        breadth = BreadthPane(id="breadth")
+        # Hidden until asked for (b): at 80x24 the table needs every row.
+        breadth.display = False
+        yield breadth
         yield Footer()
 
     def on_mount(self) -> None:
@@ -99,6 +120,34 @@ class MainScreen(Screen[None]):
         self.now = self._clock()
         if snapshot is not self.snapshot:
             self.snapshot = snapshot
+            pane = self.query_one(BreadthPane)
+            if pane.display:
+                pane.update_snapshot(snapshot)
+
+    def action_toggle_breadth(self) -> None:
+        """Show or hide the market breadth pane."""
+        pane = self.query_one(BreadthPane)
+        pane.display = not pane.display
+        if pane.display and self.snapshot is not None:
+            pane.update_snapshot(self.snapshot)
+
+    def action_cycle_risk_profile(self) -> None:
+        """Switch to the next risk profile; every symbol is re-evaluated."""
+        current = self._profile_in_use()
+        name = RISK_PROFILE_NAMES[(RISK_PROFILE_NAMES.index(current) + 1) % len(RISK_PROFILE_NAMES)]
+        self._service.set_risk_profile(name)
+        self._profile = name
+        self.notify(f"risk profile: {name} (signals re-evaluate on the next recompute)",
+                    title="risk profile")
+
+    def _profile_in_use(self) -> str:
+        if self._profile is not None:
+            return self._profile
+        if self.snapshot is not None:
+            for state in self.snapshot.symbols.values():
+                if state.signal is not None and state.signal.risk_profile in RISK_PROFILE_NAMES:
+                    return state.signal.risk_profile
+        return "balanced"
 
     @property
     def table(self) -> SignalTable:

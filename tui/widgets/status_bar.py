@@ -16,7 +16,7 @@ from rich.text import Text
 from textual.reactive import Reactive, reactive
 from textual.widget import Widget
 
-from engine.models import Direction, EngineSnapshot, FeedHealth
+from engine.models import Breadth, Direction, EngineSnapshot, FeedHealth
 from tui import formatting as fmt
 
 MODE_STYLES = {
@@ -42,6 +42,14 @@ class _Segment:
 def _backfill_bar(done: int, total: int, width: int = 8) -> str:
     filled = round(width * done / total) if total else width
     return "▰" * filled + "▱" * (width - filled)
+
+
+def header_breadth(breadth: Breadth) -> str:
+    """Compact breadth for the header: ``adv 12 dec 30 · med -1.2%`` (median 24 h change)."""
+    text = f"adv {breadth.advancers} dec {breadth.decliners}"
+    if breadth.median_change_pct is not None:
+        text += f" · med {breadth.median_change_pct:+.1f}%"
+    return text
 
 
 def _retry_text(health: FeedHealth) -> str:
@@ -160,6 +168,9 @@ class StatusBar(Widget):
             stale = Text(f"stale streams {health.stale_streams}", style=self._style("warning"))
             segments.append(_Segment(stale, 1))
         segments.append(_Segment(self._signal_counts(snapshot), 4))
+        if snapshot.breadth is not None:
+            # Market state at a glance (the breadth pane, b, has the rest).
+            segments.append(_Segment(Text(header_breadth(snapshot.breadth)), 3))
         if mode == "REPLAY" and snapshot.time:
             data_time = Text(f"data {fmt.format_utc(snapshot.time)}", style=self._style("muted"))
             segments.append(_Segment(data_time, 3))
