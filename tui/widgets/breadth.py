@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.color import Color, ColorParseError
-from textual.containers import Vertical
+from textual.containers import Horizontal
 from textual.reactive import Reactive, reactive
 from textual.widget import Widget
 from textual_plotext import PlotextPlot
@@ -179,14 +179,16 @@ class BreadthHistory(PlotextPlot):
         self.refresh()
 
 
-class BreadthPane(Vertical):
-    """Breadth numbers above their session history."""
+class BreadthPane(Horizontal):
+    """Breadth numbers beside their session history, at a bounded height so the signal
+    table above keeps most of the screen."""
 
     DEFAULT_CSS = """
     BreadthPane {
-        height: auto;
+        height: 18;
         border: round $primary;
-        BreadthHistory { height: 10; }
+        BreadthNumbers { width: 54; height: 100%; overflow-y: auto; }
+        BreadthHistory { width: 1fr; height: 100%; }
     }
     """
 
