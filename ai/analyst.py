@@ -170,6 +170,7 @@ def rule_summary(context: MarketContext) -> str:
             + ", funding "
             + ("n/a" if state.funding_rate is None else f"{state.funding_rate * 100:+.4f}%")
         )
+        lines.append("")  # Markdown joins single newlines into one paragraph
     if context.snapshot is not None:
         market = breadth(context.snapshot)
         lines.append(
