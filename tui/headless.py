@@ -43,20 +43,30 @@ def build_runner(
     )
 
 
-def run_scan(settings: Settings, args: argparse.Namespace) -> int:
-    """``perpscope scan``: print one record per symbol; returns the exit status."""
-    # A headless scan wants the result, not a real-time show: replay at max speed by default.
+def run_to_end(
+    settings: Settings, args: argparse.Namespace, command: str
+) -> EngineSnapshot | int:
+    """Backfill (or replay to the end) and return the snapshot, or the exit status after a
+    one-line error on stderr."""
+    # Headless commands want the result, not a real-time show: replay at max speed.
     runner = build_runner(settings, args, default_speed=None)
     try:
-        snapshot = asyncio.run(_with_progress(runner))
+        return asyncio.run(_with_progress(runner))
     except ReplayDataError as exc:
         _error(f"perpscope: replay data error: {exc}")
         return EXIT_USAGE
     except RestError as exc:
         _error(f"perpscope: {exc}")
         if args.replay is None:
-            _error("hint: no network? try `perpscope scan --replay PATH` on recorded data")
+            _error(f"hint: no network? try `perpscope {command} --replay PATH` on recorded data")
         return EXIT_RUNTIME
+
+
+def run_scan(settings: Settings, args: argparse.Namespace) -> int:
+    """``perpscope scan``: print one record per symbol; returns the exit status."""
+    snapshot = run_to_end(settings, args, "scan")
+    if isinstance(snapshot, int):
+        return snapshot
     if args.json:
         sys.stdout.write(to_json_lines(snapshot, args.top))
     elif args.csv:
@@ -70,15 +80,9 @@ def run_scan(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_breadth(settings: Settings, args: argparse.Namespace) -> int:
     """``perpscope breadth``: print the market state at the end of the run; exit status."""
-    runner = build_runner(settings, args, default_speed=None)
-    try:
-        snapshot = asyncio.run(_with_progress(runner))
-    except ReplayDataError as exc:
-        _error(f"perpscope: replay data error: {exc}")
-        return EXIT_USAGE
-    except RestError as exc:
-        _error(f"perpscope: {exc}")
-        return EXIT_RUNTIME
+    snapshot = run_to_end(settings, args, "breadth")
+    if isinstance(snapshot, int):
+        return snapshot
     if snapshot.breadth is None:
         _error("perpscope: no symbol data, no breadth")
         return EXIT_RUNTIME
