@@ -32,7 +32,7 @@ from feeds.intervals import interval_ms
 from feeds.replay.captures import Capture, CaptureFrame, DepthRecord, split_envelope
 from feeds.replay.exchange_info import exchange_info, symbol_record
 from feeds.replay.timeline import TimelineEvent
-from feeds.replay.wire import decimals_of, fmt, stream_key
+from feeds.replay.wire import decimals_of, fmt, premium_index_row, stream_key
 
 logger = logging.getLogger(__name__)
 
@@ -383,16 +383,10 @@ class CaptureSource:
             if marks:
                 m = marks[-1]
                 rows.append(
-                    {
-                        "symbol": sym,
-                        "markPrice": m.p,
-                        "indexPrice": m.i or m.p,
-                        "estimatedSettlePrice": m.P or m.p,
-                        "lastFundingRate": m.r or "0.00000000",
-                        "interestRate": "0.00010000",
-                        "nextFundingTime": m.T,
-                        "time": m.E,
-                    }
+                    premium_index_row(
+                        sym, mark=m.p, index=m.i or m.p, settle=m.P or m.p,
+                        funding_rate=m.r or "0.00000000", next_funding_ms=m.T, time_ms=m.E,
+                    )
                 )
                 continue
             times, prices, _ = self._arrays[sym]
@@ -401,16 +395,10 @@ class CaptureSource:
                 continue
             price = fmt(float(prices[hi - 1]), self._price_decimals(sym))
             rows.append(
-                {
-                    "symbol": sym,
-                    "markPrice": price,
-                    "indexPrice": price,
-                    "estimatedSettlePrice": price,
-                    "lastFundingRate": "0.00000000",
-                    "interestRate": "0.00010000",
-                    "nextFundingTime": (now_ms // FUNDING_MS + 1) * FUNDING_MS,
-                    "time": now_ms,
-                }
+                premium_index_row(
+                    sym, mark=price, index=price, settle=price, funding_rate="0.00000000",
+                    next_funding_ms=(now_ms // FUNDING_MS + 1) * FUNDING_MS, time_ms=now_ms,
+                )
             )
         return rows
 

@@ -44,7 +44,7 @@ from feeds.intervals import interval_ms
 from feeds.replay.exchange_info import exchange_info, symbol_record
 from feeds.replay.klines import Candle, KlineHistory, candle_row
 from feeds.replay.timeline import TimelineEvent
-from feeds.replay.wire import StreamKey, fmt
+from feeds.replay.wire import StreamKey, fmt, premium_index_row
 
 logger = logging.getLogger(__name__)
 
@@ -416,16 +416,10 @@ class KlineSource:
             if symbol is not None and sym != symbol:
                 continue
             rows.append(
-                {
-                    "symbol": sym,
-                    "markPrice": upd["p"],
-                    "indexPrice": upd["i"],
-                    "estimatedSettlePrice": upd["P"],
-                    "lastFundingRate": upd["r"],
-                    "interestRate": "0.00010000",  # Binance's fixed default interest rate
-                    "nextFundingTime": upd["T"],
-                    "time": now_ms,
-                }
+                premium_index_row(
+                    sym, mark=upd["p"], index=upd["i"], settle=upd["P"], funding_rate=upd["r"],
+                    next_funding_ms=upd["T"], time_ms=now_ms,
+                )
             )
         return rows
 

@@ -93,3 +93,31 @@ def fmt(value: float, decimals: int) -> str:
 def binance_error(code: int, msg: str) -> dict[str, object]:
     """Binance REST error body (``{"code":-1121,"msg":"Invalid symbol."}``)."""
     return {"code": code, "msg": msg}
+
+
+INTEREST_RATE = "0.00010000"
+"""Binance's fixed default interest rate in ``premiumIndex`` (0.01 % per 8 h)."""
+
+
+def premium_index_row(
+    symbol: str,
+    *,
+    mark: str,
+    index: str,
+    settle: str,
+    funding_rate: str,
+    next_funding_ms: int,
+    time_ms: int,
+) -> dict[str, object]:
+    """One ``GET /fapi/v1/premiumIndex`` row in Binance's shape (prices and rates as strings,
+    times in ms UTC)."""
+    return {
+        "symbol": symbol,
+        "markPrice": mark,
+        "indexPrice": index,
+        "estimatedSettlePrice": settle,
+        "lastFundingRate": funding_rate,
+        "interestRate": INTEREST_RATE,
+        "nextFundingTime": next_funding_ms,
+        "time": time_ms,
+    }
