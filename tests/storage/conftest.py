@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import polars as pl
 import pytest
 
+from feeds.binance_futures import BinanceFrameDecoder
 from feeds.events import Kline
 from tests.recorded import klines_from_rows
 
@@ -36,27 +37,17 @@ def ctk_kline_updates() -> list[Kline]:
     Successive updates of one candle are two real versions of the same open time; they
     carry quote volume and trade count, which the freqtrade files lack.
     """
-    out = []
+    decoder = BinanceFrameDecoder()
+    out: list[Kline] = []
     for line in WS_CAPTURE.read_text().splitlines():
         _, sep, payload = line.partition(": ")
         if not sep or '"ctkusdt@kline_1m"' not in payload:
             continue
-        k = json.loads(payload)["data"]["k"]
-        out.append(
-            Kline(
-                symbol=k["s"],
-                interval=k["i"],
-                open_time=k["t"],
-                close_time=k["T"],
-                open=float(k["o"]),
-                high=float(k["h"]),
-                low=float(k["l"]),
-                close=float(k["c"]),
-                volume=float(k["v"]),
-                quote_volume=float(k["q"]),
-                trades=k["n"],
-                closed=True,
-            )
+        _, events = decoder.decode_frame(payload, 0)
+        out.extend(
+            msgspec.structs.replace(event, closed=True, exchange_time=0)
+            for event in events
+            if isinstance(event, Kline)
         )
     assert out, f"no ctkusdt kline frames in {WS_CAPTURE}"
     return out
