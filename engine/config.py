@@ -212,6 +212,12 @@ class SignalConfig(_Section):
     """Minimum R:R per plan timeframe, overriding the risk profile's."""
     stale_bars: float = Field(default=2.0, gt=0.0, le=1000.0)
     """Entry-timeframe bars since the last closed candle after which the data is stale."""
+    btc_gate: bool = True
+    """Gate alt signals against BTC's microtrend (its smallest-timeframe vote): an alt LONG
+    while BTC's vote is at or below ``-btc_gate_vote`` (SHORT while at or above it) fires the
+    ``btc_gate`` filter, which blocks or downgrades per the risk profile."""
+    btc_gate_vote: float = Field(default=0.5, gt=0.0, le=1.0)
+    """BTC microtrend vote (magnitude, of [-1, 1]) at which the gate closes."""
 
     @model_validator(mode="after")
     def _check(self) -> SignalConfig:

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from engine.breadth import compute_breadth
+from engine.breadth import BTC_SYMBOL, compute_breadth
 from engine.candles import CandleStore, ClosedArrays
 from engine.config import EngineConfig
 from engine.models import (
@@ -353,14 +353,20 @@ class Engine:
                 jobs.append((symbol, arrays, dict(state.timeframe_signals)))
             if not jobs:
                 return 0
+            # BTC first, in a batch of its own: the alts' BTC gate reads its fresh vote.
+            jobs.sort(key=lambda job: job[0] != BTC_SYMBOL)
+            bounds = list(range(0, len(jobs), self._batch_size))
+            if jobs[0][0] == BTC_SYMBOL and len(jobs) > 1:
+                bounds = [0, *range(1, len(jobs), self._batch_size)]
             started = time.perf_counter()
             done = 0
             try:
-                for i in range(0, len(jobs), self._batch_size):
+                for n, i in enumerate(bounds):
+                    end = bounds[n + 1] if n + 1 < len(bounds) else len(jobs)
                     ident, results = await asyncio.to_thread(
-                        self._evaluate_batch, jobs[i : i + self._batch_size]
+                        self._evaluate_batch, jobs[i:end], self._btc_microtrend()
                     )
-                    done = i + self._batch_size
+                    done = end
                     self.last_recompute_thread = ident
                     for symbol, tf_signals, signal, spikes, as_of in results:
                         state = self._symbols.get(symbol)
@@ -385,7 +391,17 @@ class Engine:
             self.last_recompute_ms = (time.perf_counter() - started) * 1000.0
             return len(jobs)
 
-    def _evaluate_batch(self, jobs: list[_Job]) -> tuple[int, list[_Result]]:
+    def _btc_microtrend(self) -> float | None:
+        """BTC's smallest-timeframe vote (the breadth pane's BTC microtrend), if ready."""
+        btc = self._symbols.get(BTC_SYMBOL)
+        if btc is None:
+            return None
+        tf = btc.timeframe_signals.get(self._timeframes[0])
+        return None if tf is None else tf.vote
+
+    def _evaluate_batch(
+        self, jobs: list[_Job], btc_microtrend: float | None = None
+    ) -> tuple[int, list[_Result]]:
         """Runs in a worker thread: pure evaluation of copied candles.
 
         The stale-data risk filter is not applied here (it would make a signal depend on the
@@ -407,6 +423,7 @@ class Engine:
                     combine(
                         symbol, ordered, self.config, self._tick_sizes.get(symbol),
                         profile=self._profile,
+                        btc_microtrend=None if symbol == BTC_SYMBOL else btc_microtrend,
                     )
                     if any(s.bars for s in ordered)
                     else None

@@ -14,7 +14,10 @@ the plan's entry) unless noted; ATR and levels in quote currency:
 * ``min_risk_reward``: the plan's R:R below the profile's minimum (or the per-timeframe
   ``min_risk_reward`` override);
 * ``stale_data``: the entry timeframe's last closed candle more than ``stale_bars`` bars old
-  at evaluation time.
+  at evaluation time;
+* ``btc_gate``: for an alt (not BTC itself), BTC's microtrend (its smallest-timeframe vote in
+  [-1, 1]) at or beyond ``btc_gate_vote`` against the signal: alts mostly follow BTC over
+  minutes, so a long into a falling BTC is fighting the market.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ def risk_filters(
     cfg: SignalConfig,
     profile: RiskProfile,
     now: int | None = None,
+    btc_microtrend: float | None = None,
 ) -> list[Factor]:
     """Evaluate every filter for a LONG/SHORT signal (module docstring for definitions).
 
@@ -67,6 +71,8 @@ def risk_filters(
         cfg: Filter thresholds.
         profile: Risk profile (minimum R:R, which filters block).
         now: Evaluation time, ms UTC; ``None`` skips the stale-data filter.
+        btc_microtrend: BTC's smallest-timeframe vote for an alt; ``None`` (BTC itself, no
+            BTC data, or the gate disabled) skips the BTC gate.
 
     Returns:
         One ``filter.<name>`` :class:`Factor` per evaluated filter, ``contribution`` 1 when it
@@ -134,5 +140,13 @@ def risk_filters(
         out.append(_factor(
             "stale_data", age_bars > cfg.stale_bars, age_bars,
             f"last close {age_bars:.1f} bars ago (limit {cfg.stale_bars:g})", profile,
+        ))
+
+    if btc_microtrend is not None and cfg.btc_gate:
+        against = -side * btc_microtrend
+        out.append(_factor(
+            "btc_gate", against >= cfg.btc_gate_vote, btc_microtrend,
+            f"BTC microtrend {btc_microtrend:+.2f} (gate at {-side * cfg.btc_gate_vote:+.2f})",
+            profile,
         ))
     return out

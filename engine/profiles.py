@@ -20,6 +20,7 @@ ALL_FILTERS = (
     "into_support",
     "min_risk_reward",
     "stale_data",
+    "btc_gate",
 )
 """Every risk filter name, in evaluation order."""
 

@@ -497,6 +497,7 @@ def combine(
     *,
     now: int | None = None,
     profile: str | None = None,
+    btc_microtrend: float | None = None,
 ) -> Signal:
     """The fused :class:`Signal` from per-timeframe signals (configured order, all included).
 
@@ -519,6 +520,8 @@ def combine(
         tick_size: Price tick, quote currency, or ``None``.
         now: Evaluation time (ms UTC) for the stale-data filter; ``None`` skips it.
         profile: Risk profile name overriding ``cfg.signals.risk_profile``.
+        btc_microtrend: BTC's smallest-timeframe vote, for the ``btc_gate`` filter of an alt
+            (``None`` for BTC itself or when unknown).
 
     Raises:
         ValueError: on an unknown profile or invalid timeframe weights (see :func:`fuse`).
@@ -578,7 +581,9 @@ def combine(
     fired: list[str] = []
     blocked = False
     if ready and direction is not Direction.NEUTRAL:
-        checks = filters.risk_filters(direction, ready[0], plan_tf, plan, sc, rp, now)
+        checks = filters.risk_filters(
+            direction, ready[0], plan_tf, plan, sc, rp, now, btc_microtrend
+        )
         factors.extend(checks)
         fired = [f.name.removeprefix("filter.") for f in checks if f.contribution]
         blocked = any(name in rp.blocking for name in fired)
