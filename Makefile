@@ -31,8 +31,14 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
+# The depth benchmark compares against cryptofeed, which pins its own dependency tree: it runs
+# from .venv-bench (created here on first use, gitignored), never from .venv.
+BENCH_VENV ?= .venv-bench
 bench: $(STAMP)
+	@test -x $(BENCH_VENV)/bin/python || ($(PYTHON) -m venv $(BENCH_VENV) && \
+		$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check cryptofeed==2.4.1)
 	$(PY) -m bench
+	CRYPTOFEED_PYTHON=$(BENCH_VENV)/bin/python $(PY) -m bench.depth
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -31,6 +31,10 @@ class SignalType(enum.Enum):
     REVERSION_SHORT = "REVERSION_SHORT"
     MOMENTUM_SHORT = "MOMENTUM_SHORT"
     STRONG_SHORT = "STRONG_SHORT"
+    MICRO_LONG = "MICRO_LONG"
+    """Microstructure scalp long (``engine.micro``), a signal source of its own."""
+    MICRO_SHORT = "MICRO_SHORT"
+    """Microstructure scalp short."""
 
 
 class Factor(msgspec.Struct, frozen=True, kw_only=True):
@@ -248,6 +252,18 @@ class SymbolState(msgspec.Struct, frozen=True, kw_only=True):
             onboard date is recent (``Engine.set_onboard_dates``).
         high_24h: 24 h high from the ticker stream, quote currency (``None`` if unknown).
         low_24h: 24 h low from the ticker stream, quote currency (``None`` if unknown).
+        index_price: Index price from the mark price stream, quote currency.
+        premium_bps: ``(mark - index) / index`` in basis points.
+        open_interest: Latest polled open interest, base units (``None`` until polled).
+        oi_change: Window (``5m``, ``15m``, ``1h``) → open interest change as a fraction
+            (0.02 = +2 %), only for windows the poll history covers.
+        spread_bps: ``(ask - bid) / mid`` in basis points, from the synced book (else the
+            book ticker); ``None`` when neither is known.
+        imbalance: Book imbalance in [-1, 1] (+1 all bids) within the configured band.
+        micro_score: Microstructure score 0-100 (50 neutral), ``None`` without a synced book.
+        micro_signal: Latest microstructure signal (``MICRO_LONG``/``MICRO_SHORT``) while it is
+            within its cooldown, else ``None``.
+        book: Order book sync state, ``None`` for symbols without a book.
     """
 
     symbol: str
@@ -266,6 +282,15 @@ class SymbolState(msgspec.Struct, frozen=True, kw_only=True):
     low_24h: float | None = None
     spike: str = ""
     new_listing: bool = False
+    index_price: float | None = None
+    premium_bps: float | None = None
+    open_interest: float | None = None
+    oi_change: dict[str, float] = msgspec.field(default_factory=dict)
+    spread_bps: float | None = None
+    imbalance: float | None = None
+    micro_score: float | None = None
+    micro_signal: Signal | None = None
+    book: BookInfo | None = None
 
 
 class CandleSeries(msgspec.Struct, frozen=True, kw_only=True):
@@ -303,6 +328,13 @@ class FeedHealth(msgspec.Struct, frozen=True, kw_only=True):
         backfill_done: Symbol × timeframe series backfilled.
         backfill_total: Series to backfill (0 when no backfill is planned).
         stale_streams: Streams currently marked stale.
+        books: Local order books kept.
+        books_synced: Of them, synced.
+        book_resyncs: Resyncs across all books since start.
+        book_gaps: Diff-chain gaps across all books since start.
+        open_interest: Open interest polling state: ``polling``, ``unavailable`` (with the
+            reason in ``open_interest_reason``), ``disabled`` or empty before it starts.
+        open_interest_reason: Why open interest is unavailable.
     """
 
     mode: str
@@ -319,6 +351,12 @@ class FeedHealth(msgspec.Struct, frozen=True, kw_only=True):
     backfill_done: int = 0
     backfill_total: int = 0
     stale_streams: int = 0
+    books: int = 0
+    books_synced: int = 0
+    book_resyncs: int = 0
+    book_gaps: int = 0
+    open_interest: str = ""
+    open_interest_reason: str = ""
 
 
 class SpikeEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -369,6 +407,11 @@ class Breadth(msgspec.Struct, frozen=True, kw_only=True):
         btc_trend: BTC's fused direction (``LONG``/``SHORT``/``NEUTRAL``, empty if absent).
         btc_score: BTC's score (0-100).
         btc_microtrend: BTC's smallest-timeframe vote in [-1, 1] (short-term momentum).
+        oi_symbols: Window (``5m``, ``15m``, ``1h``) → fresh symbols with an open interest
+            change over that window (polled open interest must cover it).
+        oi_rising: Window → of them, open interest up.
+        oi_falling: Window → of them, open interest down.
+        median_oi_change: Window → median open interest change, fraction.
     """
 
     time: int
@@ -394,6 +437,10 @@ class Breadth(msgspec.Struct, frozen=True, kw_only=True):
     btc_trend: str = ""
     btc_score: float | None = None
     btc_microtrend: float | None = None
+    oi_symbols: dict[str, int] = msgspec.field(default_factory=dict)
+    oi_rising: dict[str, int] = msgspec.field(default_factory=dict)
+    oi_falling: dict[str, int] = msgspec.field(default_factory=dict)
+    median_oi_change: dict[str, float | None] = msgspec.field(default_factory=dict)
 
 
 class EngineSnapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -418,3 +465,226 @@ class EngineSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     breadth: Breadth | None = None
     spikes: tuple[SpikeEvent, ...] = ()
     new_listings: tuple[str, ...] = ()
+
+
+class BookInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """Sync state of one local order book (``feeds.book_sync``).
+
+    Attributes:
+        state: ``synced``, ``resyncing`` (waiting for a snapshot or the first bracketing diff)
+            or ``none`` (no book for this symbol).
+        resyncs: Resyncs since the book was first requested (not counting the first sync).
+        gaps: Diff-chain gaps seen (``pu`` != previous ``u``).
+        crossed: Times the book was found crossed (best bid >= best ask) and resynced.
+        stale_snapshots: Snapshots rejected as older than the buffered diffs (refetched).
+        last_reason: Why the latest resync started (empty if never).
+        update_id: Final update id (``u``) the book reflects, 0 before the first sync.
+        bid_levels: Bid levels held.
+        ask_levels: Ask levels held.
+    """
+
+    state: str
+    resyncs: int = 0
+    gaps: int = 0
+    crossed: int = 0
+    stale_snapshots: int = 0
+    last_reason: str = ""
+    update_id: int = 0
+    bid_levels: int = 0
+    ask_levels: int = 0
+
+
+class Wall(msgspec.Struct, frozen=True, kw_only=True):
+    """A resting level much larger than its neighbours.
+
+    Attributes:
+        side: ``bid`` or ``ask``.
+        price: Level price, quote currency.
+        size: Level size, base units.
+        notional: ``price * size``, quote currency.
+        distance_bps: Distance from the mid in basis points (positive).
+        multiple: Size divided by the median level size within the band.
+    """
+
+    side: str
+    price: float
+    size: float
+    notional: float
+    distance_bps: float
+    multiple: float
+
+
+class BookFeatures(msgspec.Struct, frozen=True, kw_only=True):
+    """Features of one book at one instant (``engine.micro.book_features``).
+
+    Attributes:
+        time: Time of the book's last update, ms UTC.
+        best_bid: Best bid price, quote currency.
+        best_ask: Best ask price, quote currency.
+        mid: ``(best_bid + best_ask) / 2``, quote currency.
+        spread_bps: ``(best_ask - best_bid) / mid * 1e4``.
+        bid_depth: Band → bid depth in quote currency; bands ``top<N>`` (best N levels) and
+            the configured percentage bands (``0.1%``, ``0.5%``, ``1%``: levels within that
+            distance of the mid).
+        ask_depth: Band → ask depth in quote currency, same bands.
+        imbalance: ``(bid - ask) / (bid + ask)`` of the configured imbalance band, in [-1, 1].
+        walls: Walls within the wall band, largest multiple first.
+    """
+
+    time: int
+    best_bid: float
+    best_ask: float
+    mid: float
+    spread_bps: float
+    bid_depth: dict[str, float]
+    ask_depth: dict[str, float]
+    imbalance: float
+    walls: tuple[Wall, ...] = ()
+
+
+class Sweep(msgspec.Struct, frozen=True, kw_only=True):
+    """A burst of aggressive same-side trades that took several levels.
+
+    Attributes:
+        time: Time of the burst's last trade, ms UTC.
+        side: ``buy`` (takers lifted asks) or ``sell`` (takers hit bids).
+        notional: Quote currency traded in the burst.
+        levels: Distinct price levels traded through.
+        trades: Trades in the burst.
+        price_start: First trade price, quote currency.
+        price_end: Last trade price, quote currency.
+    """
+
+    time: int
+    side: str
+    notional: float
+    levels: int
+    trades: int
+    price_start: float
+    price_end: float
+
+
+class FlowFeatures(msgspec.Struct, frozen=True, kw_only=True):
+    """Trade-flow features of one symbol (``engine.micro.flow``).
+
+    Attributes:
+        time: Time of the latest trade, ms UTC.
+        taker_buy: Window (``1m``, ``5m``, ``15m``) → taker buy volume, quote currency.
+        taker_sell: Window → taker sell volume, quote currency.
+        cvd: Window → cumulative volume delta (taker buy - taker sell), quote currency.
+        trade_rate: Trades per second over the shortest window.
+        sweeps: Recent sweeps, newest last.
+        cvd_series: Session CVD sampled at fixed steps, oldest first (for a sparkline).
+    """
+
+    time: int
+    taker_buy: dict[str, float]
+    taker_sell: dict[str, float]
+    cvd: dict[str, float]
+    trade_rate: float
+    sweeps: tuple[Sweep, ...] = ()
+    cvd_series: tuple[float, ...] = ()
+
+
+class LiquidationPrint(msgspec.Struct, frozen=True, kw_only=True):
+    """One sampled liquidation (Binance sends at most one per symbol per second).
+
+    Attributes:
+        time: Event time, ms UTC.
+        side: ``long`` (a long was liquidated, order side SELL) or ``short``.
+        price: Average fill price (order price if unfilled), quote currency.
+        quantity: Size, base units.
+        notional: ``price * quantity``, quote currency.
+    """
+
+    time: int
+    side: str
+    price: float
+    quantity: float
+    notional: float
+
+
+class Derivatives(msgspec.Struct, frozen=True, kw_only=True):
+    """Mark price, funding, open interest and liquidations of one symbol.
+
+    Attributes:
+        time: Time of the latest input, ms UTC.
+        mark_price: Mark price, quote currency (``None`` if no mark price seen).
+        index_price: Index price, quote currency.
+        premium_bps: ``(mark - index) / index * 1e4``.
+        funding_rate: Current funding rate, fraction per funding interval.
+        next_funding_time: Next funding time, ms UTC (0 if unknown).
+        funding_in_ms: ``next_funding_time - now`` (clipped at 0), ``None`` if unknown.
+        open_interest: Latest open interest, base units.
+        oi_change: Window → open interest change, fraction.
+        oi_divergence: ``oi_up_price_down`` (open interest rising while price falls: new
+            shorts pressing), ``oi_down_price_up`` (the reverse: a rally on closing shorts) or
+            empty, over the configured divergence window (``engine.micro.derivs``).
+        liquidations: Recent sampled liquidations, newest last.
+        liquidation_notional: ``<window>:<side>`` (``1m:long``, ``5m:short``) → liquidated
+            notional in that window, quote currency (sampled: see :class:`LiquidationPrint`).
+    """
+
+    time: int
+    mark_price: float | None = None
+    index_price: float | None = None
+    premium_bps: float | None = None
+    funding_rate: float | None = None
+    next_funding_time: int = 0
+    funding_in_ms: int | None = None
+    open_interest: float | None = None
+    oi_change: dict[str, float] = msgspec.field(default_factory=dict)
+    oi_divergence: str = ""
+    liquidations: tuple[LiquidationPrint, ...] = ()
+    liquidation_notional: dict[str, float] = msgspec.field(default_factory=dict)
+
+
+class MicroScore(msgspec.Struct, frozen=True, kw_only=True):
+    """Microstructure score of one symbol (``engine.micro.score``).
+
+    Attributes:
+        score: 0-100, 50 neutral, above leans long.
+        direction: +1 long, -1 short, 0 neutral.
+        factors: Breakdown (``orderflow_imbalance``, ``liquidity_pressure``, ``sweeps``,
+            ``oi_divergence``, ``funding``, ``momentum``, ``btc_microtrend``), each with its
+            reading, weight and signed contribution.
+        entry_ok: True when every entry condition holds (before cooldown / daily maximum).
+        unmet: Entry conditions that failed (``score``, ``imbalance``, ``sweep``,
+            ``spread``), or ``cooldown`` / ``daily_max``.
+    """
+
+    score: float
+    direction: int
+    factors: tuple[Factor, ...] = ()
+    entry_ok: bool = False
+    unmet: tuple[str, ...] = ()
+
+
+class MicroView(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the order book pane shows for one symbol.
+
+    Attributes:
+        symbol: Venue symbol.
+        time: Engine clock, ms UTC.
+        book: Sync state.
+        bids: Top bid levels (price, size), best first (empty unless synced).
+        asks: Top ask levels, best first.
+        tick_size: Price tick, quote currency (``None`` if unknown).
+        features: Book features (``None`` unless synced).
+        flow: Trade-flow features (``None`` before any trade).
+        derivatives: Mark, funding, open interest, liquidations.
+        score: Microstructure score (``None`` without book features).
+        signal: Latest microstructure signal while within its cooldown.
+    """
+
+    symbol: str
+    time: int
+    book: BookInfo
+    bids: tuple[tuple[float, float], ...] = ()
+    asks: tuple[tuple[float, float], ...] = ()
+    tick_size: float | None = None
+    features: BookFeatures | None = None
+    flow: FlowFeatures | None = None
+    derivatives: Derivatives | None = None
+    score: MicroScore | None = None
+    signal: Signal | None = None

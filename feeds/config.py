@@ -91,3 +91,42 @@ class FeedConfig(_Section):
     """Fraction of Binance's 2400 weight/min REST budget perpscope may use."""
     rest_timeout_s: float = Field(default=10.0, gt=0.0, le=120.0)
     """Timeout of one REST request."""
+
+
+class BookConfig(_Section):
+    """Local L2 order books from diff depth (FEEDS.md §1.6)."""
+
+    depth_speed: Literal["100ms", "250ms", "500ms"] = "100ms"
+    """Diff-depth stream speed (``<s>@depth@100ms``; ``250ms`` is the plain ``<s>@depth``)."""
+    top_n: int = Field(default=20, ge=0, le=200)
+    """Books kept for the top N symbols by 24 h quote volume; symbols the user opens, picks or
+    watches get a book on demand besides these."""
+    symbols: list[str] = Field(default_factory=list)
+    """Symbols that always get a book (``BTCUSDT``); case-insensitive."""
+    snapshot_limit: Literal[5, 10, 20, 50, 100, 500, 1000] = 1000
+    """Levels per side asked of ``GET /fapi/v1/depth`` (weight 20 at 1000)."""
+    max_levels: int = Field(default=1000, ge=5, le=1000)
+    """Levels kept per side; farther levels are trimmed (never corrected by the stream)."""
+    snapshot_concurrency: int = Field(default=2, ge=1, le=10)
+    """Snapshot requests in flight at once; the rest queue (and wait for REST weight)."""
+    resync_delay_s: float = Field(default=1.0, ge=0.0, le=60.0)
+    """Wait before re-requesting a snapshot that was older than the buffered diffs."""
+    max_buffered_diffs: int = Field(default=2000, ge=10, le=100_000)
+    """Diffs buffered per symbol while its snapshot is pending; overflow restarts the sync."""
+
+    @field_validator("symbols")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [symbol.strip().upper() for symbol in value]
+
+
+class OpenInterestConfig(_Section):
+    """Open interest polling (``GET /fapi/v1/openInterest``, weight 1 per symbol)."""
+
+    enabled: bool = True
+    """Poll open interest at all."""
+    interval_s: float = Field(default=60.0, ge=5.0, le=3600.0)
+    """Each polled symbol is read once per interval; polls are staggered across it and the
+    next round starts only after the last poll of this one finished."""
+    symbols: Literal["books", "all"] = "all"
+    """``all``: every symbol of the universe; ``books``: only symbols with an order book."""

@@ -224,6 +224,22 @@ class Ticker(msgspec.Struct, frozen=True, kw_only=True):
     recv_time: int = 0
 
 
+class OpenInterest(msgspec.Struct, frozen=True, kw_only=True):
+    """Open interest of one contract (REST ``GET /fapi/v1/openInterest``, polled).
+
+    Attributes:
+        symbol: Venue symbol.
+        open_interest: Open contracts, base units.
+        time: Exchange time of the reading, ms UTC (``time``).
+        recv_time: Local receive time, ms UTC.
+    """
+
+    symbol: str
+    open_interest: float
+    time: int
+    recv_time: int = 0
+
+
 class FeedState(enum.Enum):
     """Health of one connection or stream."""
 
@@ -258,7 +274,15 @@ class FeedStatus(msgspec.Struct, frozen=True, kw_only=True):
 
 
 MarketEvent = (
-    Kline | Trade | BookTicker | DepthDiff | DepthSnapshot | MarkPrice | Liquidation | Ticker
+    Kline
+    | Trade
+    | BookTicker
+    | DepthDiff
+    | DepthSnapshot
+    | MarkPrice
+    | Liquidation
+    | Ticker
+    | OpenInterest
 )
 """Any normalised market data event."""
 
