@@ -281,6 +281,9 @@ def depth_weight(limit: int) -> int:
     return 20
 
 
+OPEN_INTEREST_WEIGHT = 1
+"""Weight of ``GET /fapi/v1/openInterest`` (Binance USDⓈ-M "Open Interest": weight 1)."""
+
 _KLINE_PATHS = ("klines", "continuousKlines", "indexPriceKlines", "markPriceKlines")
 
 
@@ -294,7 +297,7 @@ def request_weight(path: str, params: Mapping[str, str] | None = None) -> int:
     Returns:
         The weight Binance charges: klines and depth by ``limit`` (defaults 500), ticker/24hr
         40 without ``symbol`` (1 with), premiumIndex 10 without ``symbol`` (1 with),
-        exchangeInfo, time and anything else 1.
+        openInterest 1, exchangeInfo, time and anything else 1.
     """
     split = urlsplit(path)
     query = dict(parse_qsl(split.query))
@@ -309,6 +312,8 @@ def request_weight(path: str, params: Mapping[str, str] | None = None) -> int:
         return 1 if "symbol" in query else 40
     if endpoint == "premiumIndex":
         return 1 if "symbol" in query else 10
+    if endpoint == "openInterest":
+        return OPEN_INTEREST_WEIGHT
     return 1
 
 

@@ -1,4 +1,5 @@
-"""Binance USDⓈ-M public REST through ccxt (async ``binanceusdm``): universe and klines.
+"""Binance USDⓈ-M public REST through ccxt (async ``binanceusdm``): universe, klines, depth
+snapshots and open interest.
 
 Every HTTP request the ccxt instance sends, including the ones ``load_markets`` makes, passes
 one gate (the instance's ``fetch``, wrapped by :class:`BinanceRest`): it waits on the shared
@@ -16,12 +17,16 @@ Error policy:
 * Network errors, timeouts, 5xx and Binance -1001 (ccxt ``OperationFailed``): retry with capped
   exponential backoff a bounded number of times, then :class:`RestError` naming the call and
   URL.
+* HTTP 404 (the server does not offer the endpoint, e.g. a replay without open interest):
+  :class:`RestUnavailable` at once, so a poller can stop asking and say why.
 * Anything else the exchange rejects (unknown symbol, bad parameter): :class:`RestError` at
   once.
 
 Klines come from the raw ``GET /fapi/v1/klines`` rows (ccxt implicit API
 ``fapiPublicGetKlines``) rather than ``fetch_ohlcv``, which drops close time, quote volume and
-trade count and caps ``limit`` at 1000.
+trade count and caps ``limit`` at 1000. Depth snapshots likewise come from the raw
+``GET /fapi/v1/depth`` (``fapiPublicGetDepth``), since ``fetch_order_book`` hides
+``lastUpdateId`` in ``nonce`` only for some versions and the diff sync needs it exactly.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from msgspec import structs
 
 from feeds.ccxt_factory import make_binanceusdm
 from feeds.config import EndpointConfig, FeedConfig, UniverseConfig
-from feeds.events import Kline
+from feeds.events import DepthSnapshot, Kline, OpenInterest, PriceLevel
 from feeds.intervals import interval_ms, period_open
 from feeds.ratelimit import (
     BINANCE_WEIGHT_LIMIT_1M,
@@ -68,6 +73,9 @@ MIN_COOLDOWN_S = 1.0
 
 USED_WEIGHT_HEADER = "x-mbx-used-weight-1m"
 
+DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+"""Valid ``limit`` values of ``GET /fapi/v1/depth`` (FEEDS.md §1.7)."""
+
 
 class RestError(Exception):
     """A REST call failed for good: rejected by the exchange, or still failing after retries.
@@ -82,6 +90,28 @@ class RestError(Exception):
     def __init__(self, message: str, *, cause: str = "") -> None:
         super().__init__(message)
         self.cause = cause
+
+
+class RestUnavailable(RestError):
+    """The server does not offer the endpoint (HTTP 404): asking again will not help.
+
+    Attributes:
+        path: The endpoint path (``/fapi/v1/openInterest``).
+        cause: The server's explanation (Binance ``msg``), or ``"HTTP 404"``.
+    """
+
+    def __init__(self, message: str, *, path: str, cause: str) -> None:
+        super().__init__(message, cause=cause)
+        self.path = path
+
+
+class _NotOffered(Exception):
+    """Raised from the response hook on HTTP 404, before ccxt maps it to a retryable error."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(f"{path}: {detail}")
+        self.path = path
+        self.detail = detail
 
 
 class SeriesFailure(msgspec.Struct, frozen=True, kw_only=True):
@@ -168,6 +198,9 @@ class BinanceRest:
         self.tick_sizes: dict[str, float] = {}
         """Price tick size per TRADING USDT perpetual (quote currency), set by
         :meth:`universe`."""
+        self.onboard_dates: dict[str, int] = {}
+        """exchangeInfo ``onboardDate`` (ms UTC) per TRADING USDT perpetual, set by
+        :meth:`universe` (symbols without one are left out)."""
         self._concurrency = concurrency
         self._max_retries = max_retries
         self._backoff_s = retry_backoff_s
@@ -231,6 +264,7 @@ class BinanceRest:
         markets = await self._load_markets(reload=True, context="universe")
         perps = _usdt_perpetual_ids(markets, cfg.quote_asset)
         self.tick_sizes = _tick_sizes(markets, perps)
+        self.onboard_dates = _onboard_dates(markets, perps)
         excluded = set(cfg.exclude)
         if cfg.mode == "list":
             wanted = [s for s in dict.fromkeys(cfg.symbols) if s not in excluded]
@@ -285,6 +319,78 @@ class BinanceRest:
         now = await self._server_now(context)
         klines = await self._fetch_kline_rows(market_id, interval, since_ms, limit, context)
         return _mark_closed(klines, now)
+
+    async def depth_snapshot(self, symbol: str, limit: int = 1000) -> DepthSnapshot:
+        """Order book snapshot of one symbol (``GET /fapi/v1/depth``).
+
+        The request waits on the weight budget with Binance's depth weight (limit 5..50 → 2,
+        100 → 5, 500 → 10, 1000 → 20; FEEDS.md §1.7) and follows the module's retry policy.
+
+        Args:
+            symbol: Venue symbol (``BTCUSDT``; case-insensitive).
+            limit: Levels per side, one of 5, 10, 20, 50, 100, 500, 1000.
+
+        Returns:
+            The snapshot: ``last_update_id`` = Binance ``lastUpdateId`` (to sync diffs
+            against), bids highest first and asks lowest first as (price in quote currency,
+            size in base units), ``exchange_time`` = ``E`` (ms UTC; 0 if absent),
+            ``recv_time`` = local receive time (ms UTC).
+
+        Raises:
+            ValueError: on a ``limit`` Binance does not accept.
+            RestError: on an unknown symbol, a malformed body (the message names the symbol
+                and the problem), or a failure after retries.
+            RestUnavailable: if the server does not offer the endpoint (HTTP 404).
+        """
+        if limit not in DEPTH_LIMITS:
+            raise ValueError(f"depth limit must be one of {DEPTH_LIMITS}, got {limit}")
+        market_id = symbol.upper()
+        context = f"depth {market_id}"
+        params = {"symbol": market_id, "limit": limit}
+        raw = await self._call(
+            "/fapi/v1/depth", lambda: self._exchange.fapiPublicGetDepth(params), context=context
+        )
+        recv = int(time.time() * 1000)
+        return _parse_depth(raw, market_id, recv, f"{context}: GET {self.rest_url}/fapi/v1/depth")
+
+    async def open_interest(self, symbol: str) -> OpenInterest:
+        """Open interest of one contract (``GET /fapi/v1/openInterest``, weight 1).
+
+        Args:
+            symbol: Venue symbol (``BTCUSDT``; case-insensitive).
+
+        Returns:
+            ``open_interest`` in base units (contracts), ``time`` = the exchange's ``time``
+            (ms UTC), ``recv_time`` = local receive time (ms UTC).
+
+        Raises:
+            RestUnavailable: if the server does not offer the endpoint (HTTP 404), e.g. a
+                replay of recorded data that holds no open interest.
+            RestError: on an unknown symbol, a malformed body (naming the symbol and the
+                problem), or a failure after retries.
+        """
+        market_id = symbol.upper()
+        context = f"open interest {market_id}"
+        raw = await self._call(
+            "/fapi/v1/openInterest",
+            lambda: self._exchange.fapiPublicGetOpenInterest({"symbol": market_id}),
+            context=context,
+        )
+        where = f"{context}: GET {self.rest_url}/fapi/v1/openInterest"
+        try:
+            body = msgspec.convert(raw, _OpenInterestBody, strict=False)
+        except msgspec.ValidationError as exc:
+            raise RestError(f"{where}: malformed open interest response ({exc})") from None
+        if body.symbol.upper() != market_id:
+            raise RestError(f"{where}: response is for {body.symbol!r}, not {market_id}")
+        if not body.openInterest >= 0:
+            raise RestError(f"{where}: negative or NaN openInterest {body.openInterest!r}")
+        return OpenInterest(
+            symbol=market_id,
+            open_interest=body.openInterest,
+            time=body.time,
+            recv_time=int(time.time() * 1000),
+        )
 
     async def backfill(
         self,
@@ -460,6 +566,12 @@ class BinanceRest:
         while True:
             try:
                 return await make()
+            except _NotOffered as exc:
+                raise RestUnavailable(
+                    f"{where}: not offered by the server (HTTP 404): {exc.detail}",
+                    path=exc.path,
+                    cause=exc.detail,
+                ) from None
             except (ccxt_async.DDoSProtection, ccxt_async.RateLimitExceeded) as exc:
                 # The response hook has normally set the cooldown already; make sure of it.
                 if not self.budget.cooling_down():
@@ -535,6 +647,10 @@ class BinanceRest:
                 except ValueError:
                     logger.warning("bad %s header %r from %s", key, value, url)
                 break
+        if code == 404:
+            # ccxt maps 404 to ExchangeNotAvailable, which the retry policy would retry;
+            # an endpoint the server does not have will not appear by asking again.
+            raise _NotOffered(urlsplit(url).path, _error_msg(body) or "HTTP 404")
         if code not in (418, 429):
             return
         path = urlsplit(url).path
@@ -602,6 +718,79 @@ def _parse_rows(raw: Any, symbol: str, interval: str, where: str) -> list[Kline]
     ]
 
 
+class _DepthBody(msgspec.Struct, frozen=True):
+    """``GET /fapi/v1/depth`` body; prices and sizes arrive as decimal strings."""
+
+    lastUpdateId: int
+    bids: list[tuple[float, float]]
+    asks: list[tuple[float, float]]
+    E: int = 0
+    T: int = 0
+
+
+class _OpenInterestBody(msgspec.Struct, frozen=True):
+    """``GET /fapi/v1/openInterest`` body: ``{"openInterest":"10659.509","symbol":"BTCUSDT",
+    "time":1589437530011}``."""
+
+    openInterest: float
+    symbol: str
+    time: int
+
+
+def _parse_depth(raw: Any, symbol: str, recv_time: int, where: str) -> DepthSnapshot:
+    """A :class:`DepthSnapshot` from a depth response body.
+
+    Raises:
+        RestError: when the body is not a depth snapshot, a level is not a positive
+            (price, size) pair, or a side is not ordered best first.
+    """
+    try:
+        body = msgspec.convert(raw, _DepthBody, strict=False)
+    except msgspec.ValidationError as exc:
+        raise RestError(f"{where}: malformed depth response ({exc})") from None
+    if body.lastUpdateId < 0:
+        raise RestError(f"{where}: negative lastUpdateId {body.lastUpdateId}")
+    bids = tuple(body.bids)
+    asks = tuple(body.asks)
+    for name, side, descending in (("bids", bids, True), ("asks", asks, False)):
+        _check_side(side, name, descending, where)
+    return DepthSnapshot(
+        symbol=symbol,
+        last_update_id=body.lastUpdateId,
+        bids=bids,
+        asks=asks,
+        exchange_time=body.E,
+        recv_time=recv_time,
+    )
+
+
+def _check_side(levels: Sequence[PriceLevel], name: str, descending: bool, where: str) -> None:
+    for i, (price, size) in enumerate(levels):
+        if not (price > 0 and size >= 0):  # also rejects NaN
+            raise RestError(f"{where}: {name}[{i}] is not a price/size pair: {price!r}, {size!r}")
+    prices = [price for price, _ in levels]
+    for i in range(1, len(prices)):
+        ordered = prices[i] < prices[i - 1] if descending else prices[i] > prices[i - 1]
+        if not ordered:
+            order = "descending" if descending else "ascending"
+            raise RestError(
+                f"{where}: {name} not strictly {order} at level {i} "
+                f"({prices[i - 1]!r} then {prices[i]!r})"
+            )
+
+
+def _error_msg(body: str) -> str:
+    """Binance's ``msg`` from an error body, else the body text itself (shortened)."""
+    try:
+        decoded = msgspec.json.decode(body or "")
+    except msgspec.DecodeError:
+        decoded = None
+    if isinstance(decoded, dict) and isinstance(decoded.get("msg"), str):
+        return str(decoded["msg"])
+    text = " ".join((body or "").split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def _mark_closed(klines: list[Kline], now: int) -> list[Kline]:
     """Flag the forming candle: only the last row can be one, when ``close_time ≥ now``.
 
@@ -652,6 +841,22 @@ def _tick_sizes(markets: Mapping[str, Any], ids: set[str]) -> dict[str, float]:
             if flt.get("filterType") == "PRICE_FILTER" and _float(flt.get("tickSize")) > 0:
                 ticks[str(market["id"])] = _float(flt.get("tickSize"))
     return ticks
+
+
+def _onboard_dates(markets: Mapping[str, Any], ids: set[str]) -> dict[str, int]:
+    """``onboardDate`` per symbol id (ms UTC), from exchangeInfo; missing or bad ones left out."""
+    out: dict[str, int] = {}
+    for market in markets.values():
+        if market.get("id") not in ids:
+            continue
+        raw = (market.get("info") or {}).get("onboardDate")
+        try:
+            onboard = int(str(raw))
+        except (TypeError, ValueError):
+            continue
+        if onboard > 0:
+            out[str(market["id"])] = onboard
+    return out
 
 
 def _float(value: Any) -> float:

@@ -4,8 +4,12 @@ The timeline is the capture's frames in receive order (frames before ``start_ms`
 symbols outside the filter are skipped). REST answers are derived from the same frames as of
 the replay clock:
 
-* ``depth``: the latest recorded snapshot received at or before the clock (before any, the
-  first one), cut to ``limit`` levels;
+* ``depth``: for a symbol with a recorded snapshot *and* a recorded diff-depth stream, the
+  exchange's current book (:mod:`feeds.replay.depth_book`): the first recorded snapshot plus
+  every recorded diff the timeline has passed (delivered or not), ``lastUpdateId`` = ``u``
+  of the last one; before any diff passed, the recorded snapshot itself. A symbol with
+  snapshots but no diff stream gets the latest snapshot received at or before the clock
+  (before any, the first one). Cut to ``limit`` levels;
 * ``klines``: the capture's own ``kline_<interval>`` frames (latest state per candle) when it
   has that interval, else candles aggregated from its ``trade``/``aggTrade`` frames (real
   trade prices; a quote volume of Σ price × qty);
@@ -30,6 +34,7 @@ import numpy as np
 
 from feeds.intervals import interval_ms
 from feeds.replay.captures import Capture, CaptureFrame, DepthRecord, split_envelope
+from feeds.replay.depth_book import DepthBooks
 from feeds.replay.exchange_info import exchange_info, symbol_record
 from feeds.replay.timeline import TimelineEvent
 from feeds.replay.wire import decimals_of, fmt, premium_index_row, stream_key
@@ -127,8 +132,11 @@ class CaptureSource:
         frames = 0
         self.streams: set[str] = set()
         """Stream names that occur in the capture (after the symbol filter)."""
+        early_diffs: list[CaptureFrame] = []
         for frame in self._frames():
             if start_ms is not None and frame.recv_ms < start_ms:
+                if stream_key(frame.stream).kind == "depth":
+                    early_diffs.append(frame)
                 continue
             frames += 1
             self.streams.add(frame.stream)
@@ -137,9 +145,23 @@ class CaptureSource:
             self._index(frame)
         if first is None:
             raise ValueError(f"{path}: no frames to replay")
-        for snap in self.capture.depth_snapshots():
-            if self._wanted is None or snap.symbol in self._wanted:
-                self._sym(snap.symbol).depth.append(snap)
+        snapshots = [
+            snap
+            for snap in self.capture.depth_snapshots()
+            if self._wanted is None or snap.symbol in self._wanted
+        ]
+        for snap in snapshots:
+            self._sym(snap.symbol).depth.append(snap)
+        diff_symbols = {
+            sym
+            for stream in self.streams | {f.stream for f in early_diffs}
+            if stream_key(stream).kind == "depth" and (sym := _symbol_of(stream)) is not None
+        }
+        self.books = DepthBooks(snapshots, diff_symbols)
+        """The exchange's reference order books (symbols with a snapshot and a diff stream)."""
+        for frame in early_diffs:
+            # Diffs before the replay start happened on the exchange all the same.
+            self._pass_diff(frame.stream, _data_of(frame.raw))
         self.frame_count = frames
         self.start_ms = start_ms if start_ms is not None else first
         self.end_ms = last
@@ -231,6 +253,16 @@ class CaptureSource:
     def mark_updates(self, now_ms: int) -> dict[str, dict[str, Any]]:
         """Captures replay their own markPrice frames: nothing is generated."""
         return {}
+
+    def event_passed(self, event: TimelineEvent) -> None:
+        """The timeline passed ``event``: a recorded depth diff updates the reference book."""
+        if event.key.kind == "depth":
+            self._pass_diff(event.stream, event.data())
+
+    def _pass_diff(self, stream: str, data: bytes) -> None:
+        symbol = _symbol_of(stream)
+        if symbol is not None and symbol in self.books:
+            self.books.apply(symbol, data)
 
     # ----------------------------------------------------------------- REST
 
@@ -354,12 +386,19 @@ class CaptureSource:
         return rows
 
     def depth(self, symbol: str, limit: int) -> dict[str, Any] | None:
-        """Latest recorded snapshot at or before the clock is not known here: use
-        :meth:`depth_at`. This form returns the first snapshot of ``symbol``."""
-        return self.depth_at(symbol, limit, None)
+        """The FIRST recorded snapshot of ``symbol`` cut to ``limit`` levels (``None`` if none
+        was recorded), whatever the clock: what a stale-snapshot fault serves."""
+        return self._recorded_depth(symbol, limit, None)
 
     def depth_at(self, symbol: str, limit: int, now_ms: int | None) -> dict[str, Any] | None:
-        """Recorded depth snapshot as of ``now_ms`` cut to ``limit`` levels, ``None`` if none."""
+        """``GET /fapi/v1/depth`` body as of ``now_ms`` (module docstring), ``None`` if no
+        snapshot was recorded for ``symbol``."""
+        body = self.books.body(symbol, limit)
+        if body is not None:
+            return body
+        return self._recorded_depth(symbol, limit, now_ms)
+
+    def _recorded_depth(self, symbol: str, limit: int, now_ms: int | None) -> dict[str, Any] | None:
         data = self._data.get(symbol)
         if data is None or not data.depth:
             return None

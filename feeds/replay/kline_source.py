@@ -404,6 +404,9 @@ class KlineSource:
         """Kline history has no order book: always ``None``."""
         return None
 
+    def event_passed(self, event: TimelineEvent) -> None:
+        """Kline history keeps no REST state that events advance: nothing to do."""
+
     def depth_at(self, symbol: str, limit: int, now_ms: int | None) -> dict[str, Any] | None:
         """Kline history has no order book: always ``None``."""
         return None

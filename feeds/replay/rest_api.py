@@ -6,8 +6,13 @@ Every response carries ``X-MBX-USED-WEIGHT-1M``: the Binance request weights of 
 ``ticker/24hr`` without a symbol 40, everything else 1. Errors use Binance's body shape
 (``{"code":-1121,"msg":"Invalid symbol."}``, HTTP 400).
 
-Tests inject faults per path (:meth:`RestApi.inject_fault`) and read every request from
-:attr:`RestApi.log`.
+``GET /fapi/v1/depth`` answers with the source's current book (a capture's reference book,
+:mod:`feeds.replay.depth_book`). ``GET /fapi/v1/openInterest`` is not offered: recorded data
+holds no open interest, so it answers HTTP 404 with a Binance-style body saying so (code
+-1020, "This operation is not supported"), never a made-up value.
+
+Tests inject faults per path (:meth:`RestApi.inject_fault`), stale depth snapshots per
+symbol (:meth:`RestApi.inject_stale_depth`) and read every request from :attr:`RestApi.log`.
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 KLINES_MAX_LIMIT = 1500
 DEPTH_MAX_LIMIT = 1000
 FUNDING_MAX_LIMIT = 1000
+OPEN_INTEREST_NOT_RECORDED = (
+    "This operation is not supported: open interest is not recorded in this replay."
+)
+"""``msg`` of the 404 answer to ``GET /fapi/v1/openInterest``."""
 
 _encode = msgspec.json.Encoder().encode
 
@@ -187,6 +196,7 @@ class RestApi:
         self.log: list[tuple[float, str, dict[str, str]]] = []
         self.weights = WeightTracker()
         self._faults: dict[str, deque[RestFault]] = {}
+        self._stale_depth: dict[str, int] = {}
         self._routes: dict[str, Callable[[web.Request], Any]] = {
             "/fapi/v1/ping": lambda r: {},
             "/fapi/v1/time": lambda r: {"serverTime": self.clock()},
@@ -196,6 +206,7 @@ class RestApi:
             "/fapi/v1/depth": self._depth,
             "/fapi/v1/premiumIndex": self._premium_index,
             "/fapi/v1/fundingRate": self._funding_rate,
+            "/fapi/v1/openInterest": self._open_interest,
         }
 
     def add_routes(self, app: web.Application) -> None:
@@ -225,6 +236,20 @@ class RestApi:
             raise ValueError("count must be >= 1 and delay_s >= 0")
         fault = RestFault(status, dict(headers or {}), body, count, delay_s)
         self._faults.setdefault(path, deque()).append(fault)
+
+    def inject_stale_depth(self, symbol: str, count: int = 1) -> None:
+        """Answer the next ``count`` depth requests for ``symbol`` with its first recorded
+        snapshot (older than the book the stream has moved on to). Calls add up.
+
+        Raises:
+            ValueError: ``count`` < 1, or no snapshot was recorded for ``symbol``.
+        """
+        symbol = symbol.upper()
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        if self.source.depth(symbol, 1) is None:
+            raise ValueError(f"inject_stale_depth: no depth snapshot recorded for {symbol}")
+        self._stale_depth[symbol] = self._stale_depth.get(symbol, 0) + count
 
     def _take_fault(self, path: str) -> RestFault | None:
         for key in (path, "*"):
@@ -333,11 +358,21 @@ class RestApi:
         if not self.source.has_symbol(symbol):
             raise BinanceError(-1121, "Invalid symbol.")
         now = self.clock()
+        if self._stale_depth.get(symbol):
+            self._stale_depth[symbol] -= 1
+            stale = self.source.depth(symbol, limit)
+            if stale is not None:
+                logger.info("replay: stale depth snapshot served for %s (fault injection)", symbol)
+                return stale
         book = self.source.depth_at(symbol, limit, now)
         if book is None:
             # Nothing recorded (kline replays): an empty book, never a made-up one.
             return {"lastUpdateId": 0, "E": now, "T": now, "bids": [], "asks": []}
         return book
+
+    def _open_interest(self, request: web.Request) -> Any:
+        # Recorded data holds no open interest: say so rather than invent a value.
+        raise BinanceError(-1020, OPEN_INTEREST_NOT_RECORDED, status=404)
 
     def _premium_index(self, request: web.Request) -> Any:
         symbol = _symbol(request.query, required=False)

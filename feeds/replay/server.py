@@ -30,6 +30,17 @@ Replay clock: at finite speed ``start_ms + wall time since the pump started × s
 the message being sent. At max speed the pump waits while no connection holds a deliverable
 subscription (there is no consumer to set the pace). A connection closed mid-replay misses
 what was sent meanwhile; the timeline continues.
+
+Every event the pump passes also advances what REST answers (``event_passed`` of the
+source): a capture's recorded depth diffs are applied to the exchange's reference book that
+``GET /fapi/v1/depth`` serves (:mod:`feeds.replay.depth_book`), whether the frame was sent,
+dropped by a fault or heard by nobody.
+
+Fault hooks (for tests): :meth:`ReplayServer.inject_rest_fault` (canned REST status, body,
+delay), :meth:`ReplayServer.inject_stale_depth` (old snapshot on ``/fapi/v1/depth``),
+:meth:`ReplayServer.drop_frames` (a depth gap: frames not sent),
+:meth:`ReplayServer.drop_connections`, :meth:`ReplayServer.pause_streaming` /
+:meth:`ReplayServer.resume_streaming`.
 """
 
 from __future__ import annotations
@@ -184,6 +195,9 @@ class ReplayServer:
         """WebSocket data messages sent, over all connections."""
         self.frames_skipped = 0
         """Timeline messages dropped because they fell due while streaming was paused."""
+        self.frames_dropped = 0
+        """Frames withheld by :meth:`drop_frames` (one per frame and stream name)."""
+        self._drops: dict[str, int] = {}
         self._source: ReplaySource | None = None
         self._rest: RestApi | None = None
         self._runner: web.AppRunner | None = None
@@ -414,6 +428,43 @@ class ReplayServer:
             path, status, headers=headers, body=body, count=count, delay_s=delay_s
         )
 
+    def inject_stale_depth(self, symbol: str, count: int = 1) -> None:
+        """Answer the next ``count`` ``GET /fapi/v1/depth`` requests for ``symbol`` with its
+        FIRST recorded snapshot, older than what the stream has delivered since (FEEDS.md §5
+        "snapshot too old"): the client must re-snapshot, not apply.
+
+        Args:
+            symbol: Venue symbol (case-insensitive).
+            count: How many depth requests for ``symbol`` get the old snapshot.
+
+        Raises:
+            RuntimeError: server not started.
+            ValueError: ``count`` < 1, or no snapshot was recorded for ``symbol``.
+        """
+        if self._rest is None:
+            raise RuntimeError("ReplayServer not started")
+        self._rest.inject_stale_depth(symbol, count)
+
+    def drop_frames(self, stream: str, count: int = 1) -> None:
+        """Withhold the next ``count`` frames of ``stream`` from every client (a gap).
+
+        The frames still happen on the exchange: a depth diff is applied to the reference
+        book that ``GET /fapi/v1/depth`` serves. Only frames that reach a subscriber count;
+        calls add up.
+
+        Args:
+            stream: Stream name exactly as subscribed (``btcusdt@depth@100ms``).
+            count: Frames to drop.
+
+        Raises:
+            ValueError: empty ``stream`` or ``count`` < 1.
+        """
+        if not stream or count < 1:
+            raise ValueError(
+                f"drop_frames needs a stream name and count >= 1, got {stream!r}, {count}"
+            )
+        self._drops[stream] = self._drops.get(stream, 0) + count
+
     def drop_connections(self, *, code: int | None = None) -> int:
         """Close every WebSocket connection now; returns how many.
 
@@ -628,6 +679,17 @@ class ReplayServer:
         if not subs:
             return
         targets = [(conn, name) for conn, names in subs.items() for name in names]
+        if self._drops:
+            dropped = {name for _, name in targets if self._drops.get(name)}
+            for name in dropped:
+                self._drops[name] -= 1
+                if not self._drops[name]:
+                    del self._drops[name]
+                self.frames_dropped += 1
+                logger.info("replay: dropped a frame of %s (fault injection)", name)
+            targets = [(conn, name) for conn, name in targets if name not in dropped]
+            if not targets:
+                return
 
         async def one(conn: _Conn, name: str) -> None:
             frame = combined_frame(name, data) if conn.combined else data
@@ -697,9 +759,11 @@ class ReplayServer:
                 else:
                     next_mark = await self._wait_for(event.time_ms, next_mark, generates_marks)
                     self._current_ms = event.time_ms
-                    if event.time_ms < self._skip_before:
-                        self.frames_skipped += 1
-                        continue
+                # The exchange moves on whether or not anyone receives the message.
+                source.event_passed(event)
+                if self.speed is not None and event.time_ms < self._skip_before:
+                    self.frames_skipped += 1
+                    continue
                 if generates_marks and event.time_ms != ticked_ms:
                     # Tickers before the klines of the same instant, as the venue's 24 h
                     # window already includes the candle closing now.

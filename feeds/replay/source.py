@@ -7,7 +7,10 @@ Every method returns JSON-ready Python objects exactly as Binance would send the
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from feeds.replay.timeline import TimelineEvent
 
 
 class RestSource(Protocol):
@@ -31,7 +34,13 @@ class RestSource(Protocol):
         ...
 
     def depth(self, symbol: str, limit: int) -> dict[str, Any] | None:
-        """``GET /fapi/v1/depth`` body from a recorded snapshot, ``None`` if none was recorded."""
+        """The FIRST recorded ``GET /fapi/v1/depth`` snapshot of ``symbol`` cut to ``limit``
+        levels per side, ``None`` if none was recorded (served by the stale-snapshot fault)."""
+        ...
+
+    def event_passed(self, event: TimelineEvent) -> None:
+        """The replay timeline passed ``event`` (sent, dropped or unheard): update what REST
+        answers from it, e.g. apply a recorded depth diff to the exchange's reference book."""
         ...
 
     def premium_index(self, symbol: str | None, now_ms: int) -> list[dict[str, Any]]:

@@ -116,3 +116,16 @@ async def test_filters_status_contract_type_and_quote(
         await rest.universe(
             UniverseConfig(mode="list", symbols=["BTCUSDT", "BTCUSDT_210924", "BTCSTUSDT"])
         )
+
+
+async def test_onboard_dates_come_from_exchange_info(
+    replay: StartReplay, make_rest: MakeRest
+) -> None:
+    server = await replay()
+    rest = make_rest(server.rest_url)
+    info = await get_json(server.rest_url + "/fapi/v1/exchangeInfo")
+    await rest.universe(UniverseConfig(mode="all"))
+    recorded = {s["symbol"]: int(s["onboardDate"]) for s in info["symbols"] if "onboardDate" in s}
+    assert recorded and rest.onboard_dates == recorded
+    # BTCUSDT's record is the recorded 2021 one: listed 2019-09-25 (Binance's first perpetual).
+    assert rest.onboard_dates["BTCUSDT"] == 1569398400000
