@@ -10,7 +10,10 @@ Rules (thresholds are conventional rather than fitted):
   otherwise the signal's direction, with the plan's take profit 1 as target.
 * Risk flags: stale data; funding against the position beyond ±0.05 % per 8 h (crowded side
   pays); R:R below 1.5; breadth against the direction (more decliners than advancers for a
-  long, and vice versa); timeframes still warming up; timeframes voting against the signal.
+  long, and vice versa); timeframes still warming up; timeframes voting against the signal;
+  from the order book, when the symbol has one: imbalance against the position beyond
+  ±0.3, a microstructure score leaning the other way (beyond 60 / 40) and a spread wider
+  than 10 bps.
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ FUNDING_CROWDED = 0.0005
 """|funding rate| per 8 h (fraction) above which the paying side is flagged as crowded."""
 MIN_RR = 1.5
 """R:R under which the plan is flagged."""
+IMBALANCE_AGAINST = 0.3
+"""Book imbalance against the position beyond which it is flagged."""
+MICRO_AGAINST = 10.0
+"""Microstructure score this far from 50 on the other side is flagged."""
+WIDE_SPREAD_BPS = 10.0
+"""Spread (bps) above which entries are flagged as costly."""
 
 SOURCE = "rules"
 """Source name stored with rule-based verdicts."""
@@ -155,6 +164,12 @@ def _risk_flags(
         flags.append(f"timeframes against: {' '.join(against)}")
     if signal.confidence < MIN_CONFIDENCE:
         flags.append(f"low confidence {signal.confidence:.2f}")
+    if state.imbalance is not None and sign * state.imbalance < -IMBALANCE_AGAINST:
+        flags.append(f"order book imbalance {state.imbalance:+.2f} against the position")
+    if state.micro_score is not None and sign * (state.micro_score - 50) < -MICRO_AGAINST:
+        flags.append(f"microstructure score {state.micro_score:.0f} leans the other way")
+    if state.spread_bps is not None and state.spread_bps > WIDE_SPREAD_BPS:
+        flags.append(f"wide spread {state.spread_bps:.1f} bps")
     return flags
 
 
@@ -171,6 +186,17 @@ def rule_summary(context: MarketContext) -> str:
             + ("n/a" if state.funding_rate is None else f"{state.funding_rate * 100:+.4f}%")
         )
         lines.append("")  # Markdown joins single newlines into one paragraph
+        if state.book is not None or state.micro_score is not None:
+            book = state.book.state if state.book is not None else "none"
+            lines.append(
+                f"Order book {book}: spread "
+                + ("n/a" if state.spread_bps is None else f"{state.spread_bps:.2f} bps")
+                + ", imbalance "
+                + ("n/a" if state.imbalance is None else f"{state.imbalance:+.2f}")
+                + ", micro score "
+                + ("n/a" if state.micro_score is None else f"{state.micro_score:.0f}")
+            )
+            lines.append("")
     if context.snapshot is not None:
         market = breadth(context.snapshot)
         lines.append(

@@ -7,8 +7,13 @@ The context is plain text in labelled sections, highest priority first:
 3. ``factors``: per timeframe, the vote and every indicator vote behind it;
 4. ``indicators``: per timeframe, the latest indicator readings;
 5. ``market``: breadth computed from the snapshot (advancers/decliners, long/short counts,
-   strongest longs and shorts with their funding);
+   strongest longs and shorts with their funding, open interest breadth);
 6. ``candles``: recent closes of the symbol's base timeframe.
+
+The ``microstructure`` part (priority of the factors) adds premium, open interest and its
+change, sampled liquidations, the order book (sync state, spread, imbalance, depth, walls),
+taker flow (CVD, sweeps) and the microstructure score with its factors and unmet entry
+conditions, when the symbol has any of them.
 
 Every part carries its data age; a part older than its freshness limit is marked ``STALE``
 (market data: ``AiConfig.market_stale_s``; a timeframe: ``AiConfig.stale_bars`` of its bars).
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ai.config import AiConfig
-from engine.models import CandleSeries, Direction, EngineSnapshot, SymbolState
+from engine.models import CandleSeries, Direction, EngineSnapshot, MicroView, SymbolState
 from feeds.intervals import interval_ms
 
 CHARS_PER_TOKEN = 4
@@ -132,6 +137,7 @@ def build_context(
     symbol: str | None,
     config: AiConfig,
     candles: CandleSeries | None = None,
+    micro: MicroView | None = None,
 ) -> MarketContext:
     """Build the bounded context for a question about ``symbol`` (or the whole market).
 
@@ -140,6 +146,8 @@ def build_context(
         symbol: Symbol asked about; ``None`` or unknown → market part only (general thread).
         config: Token budget and freshness limits.
         candles: The symbol's base-timeframe candles (``MarketService.candles``), optional.
+        micro: The symbol's order book / flow / derivatives view (``MarketService.micro``),
+            optional; without it the microstructure part uses the snapshot row only.
 
     Returns:
         The context; ``text`` fits ``config.context_tokens`` unless even the always-kept
@@ -150,6 +158,9 @@ def build_context(
     if state is not None:
         parts.append(_symbol_part(snapshot, state, config))
         parts.extend(_signal_parts(snapshot, state, config))
+        micro_part = _micro_part(state, micro if micro and micro.symbol == state.symbol else None)
+        if micro_part is not None:
+            parts.append(micro_part)
         if candles is not None and candles.close:
             parts.append(_candles_part(snapshot, candles, config))
     parts.append(_market_part(snapshot, config, priority=5 if state is not None else 0))
@@ -351,6 +362,17 @@ def _engine_breadth_lines(breadth: object) -> list[str]:
         score = get("btc_score")
         shown = f" (score {score:.1f})" if isinstance(score, float) else ""
         lines.append(f"BTC trend: {trend}{shown}")
+    oi_symbols = get("oi_symbols")
+    if isinstance(oi_symbols, dict) and oi_symbols:
+        window = max(oi_symbols, key=interval_ms)
+        rising, falling = get("oi_rising"), get("oi_falling")
+        median = get("median_oi_change")
+        lines.append(
+            f"open interest {window}: {rising.get(window, 0) if isinstance(rising, dict) else 0}"
+            f" rising / {falling.get(window, 0) if isinstance(falling, dict) else 0} falling "
+            f"of {oi_symbols[window]}, median "
+            + pct(median.get(window) if isinstance(median, dict) else None, 100)
+        )
     return lines
 
 
@@ -371,3 +393,93 @@ def _candles_part(snapshot: EngineSnapshot, candles: CandleSeries, config: AiCon
         f"range of the last {closed} bars: low {fmt_num(min(lows))}, high {fmt_num(max(highs))}",
     ]
     return ContextPart("candles", 6, "\n".join(lines) + "\n", stale)
+
+
+def _quote(value: float | None) -> str:
+    """Quote-currency amount, compact (``1.23M``)."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.2f}{unit}"
+    return f"{value:.0f}"
+
+
+def _micro_part(state: SymbolState, view: MicroView | None) -> ContextPart | None:
+    """Derivatives, order book, flow and microstructure score of one symbol."""
+    derivs = view.derivatives if view is not None else None
+    lines = ["## microstructure"]
+    premium = derivs.premium_bps if derivs is not None else state.premium_bps
+    if premium is not None:
+        lines.append(f"premium (mark vs index): {premium:+.2f} bps")
+    oi = derivs.open_interest if derivs is not None else state.open_interest
+    changes = derivs.oi_change if derivs is not None else state.oi_change
+    if oi is not None or changes:
+        shown = ", ".join(f"{w} {c * 100:+.2f}%" for w, c in changes.items()) or "n/a"
+        lines.append(f"open interest: {fmt_num(oi)} (change {shown})")
+    if derivs is not None and derivs.oi_divergence:
+        lines.append(f"open interest divergence: {derivs.oi_divergence.replace('_', ' ')}")
+    if derivs is not None and derivs.liquidation_notional:
+        liq = ", ".join(
+            f"{k} {_quote(v)}" for k, v in derivs.liquidation_notional.items() if v
+        )
+        lines.append(
+            "liquidations (sampled: at most one per symbol per second): " + (liq or "none")
+        )
+    book = view.book if view is not None else state.book
+    if book is not None and book.state != "none":
+        lines.append(
+            f"order book: {book.state} (resyncs {book.resyncs}, gaps {book.gaps})"
+            + (f", last resync: {book.last_reason}" if book.state != "synced" else "")
+        )
+    features = view.features if view is not None else None
+    spread = features.spread_bps if features is not None else state.spread_bps
+    if spread is not None:
+        lines.append(f"spread: {spread:.2f} bps")
+    imbalance = features.imbalance if features is not None else state.imbalance
+    if imbalance is not None:
+        lines.append(f"book imbalance: {imbalance:+.2f} (-1 all asks, +1 all bids)")
+    if features is not None:
+        bands = ", ".join(
+            f"{band} bid {_quote(features.bid_depth[band])} / ask "
+            f"{_quote(features.ask_depth.get(band))}"
+            for band in features.bid_depth
+        )
+        lines.append(f"depth (USDT): {bands}")
+        for wall in features.walls[:4]:
+            lines.append(
+                f"wall: {wall.side} {fmt_num(wall.price)} size {fmt_num(wall.size, 4)} "
+                f"({_quote(wall.notional)} USDT, {wall.multiple:.1f}x median, "
+                f"{wall.distance_bps:.0f} bps away)"
+            )
+    flow = view.flow if view is not None else None
+    if flow is not None:
+        cvd = ", ".join(f"{w} {_quote(v)}" for w, v in flow.cvd.items())
+        lines.append(f"taker flow: CVD {cvd} USDT; {flow.trade_rate:.1f} trades/s")
+        for sweep in flow.sweeps[-3:]:
+            lines.append(
+                f"sweep: {sweep.side} {_quote(sweep.notional)} USDT through {sweep.levels} "
+                f"levels at {fmt_time(sweep.time)}"
+            )
+    score = view.score if view is not None else None
+    if score is not None:
+        lean = "long" if score.direction > 0 else "short" if score.direction < 0 else "neutral"
+        factors = ", ".join(f"{f.name} {f.contribution:+.1f}" for f in score.factors)
+        lines.append(f"micro score: {score.score:.1f} ({lean} lean); factors: {factors}")
+        lines.append(
+            "micro entry: "
+            + ("conditions met" if score.entry_ok else "unmet " + ", ".join(score.unmet))
+        )
+    elif state.micro_score is not None:
+        lines.append(f"micro score: {state.micro_score:.1f}")
+    signal = view.signal if view is not None else state.micro_signal
+    if signal is not None and signal.plan is not None:
+        plan = signal.plan
+        lines.append(
+            f"micro signal: {signal.signal_type.value} at {fmt_time(signal.as_of)}, entry "
+            f"{fmt_num(plan.entry)}, stop {fmt_num(plan.stop_loss)}, TP1 "
+            f"{fmt_num(plan.take_profit_1)}, TP2 {fmt_num(plan.take_profit_2)}"
+        )
+    if len(lines) == 1:
+        return None
+    return ContextPart("microstructure", 2, "\n".join(lines) + "\n", False)

@@ -26,7 +26,7 @@ from ai.config import AiConfig
 from ai.context import MarketContext, build_context
 from ai.prompts import build_messages, render_prompt
 from ai.verdict import Verdict, parse_verdict
-from engine.models import CandleSeries, EngineSnapshot
+from engine.models import CandleSeries, EngineSnapshot, MicroView
 from storage.chat import GENERAL_THREAD, ChatStore, StoredMessage
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,7 @@ class AiSession:
         question: str,
         *,
         candles: CandleSeries | None = None,
+        micro: MicroView | None = None,
         verdict: bool = False,
     ) -> Request:
         """Build the context and the exact messages for a question (no network).
@@ -162,9 +163,12 @@ class AiSession:
             symbol: Symbol asked about, ``None`` for the general thread.
             question: The user's text.
             candles: The symbol's base-timeframe candles, optional.
+            micro: The symbol's order book / flow / derivatives view, optional.
             verdict: Verdict (JSON) mode.
         """
-        context = await asyncio.to_thread(build_context, snapshot, symbol, self.config, candles)
+        context = await asyncio.to_thread(
+            build_context, snapshot, symbol, self.config, candles, micro
+        )
         thread = thread_of(context.symbol or None)
         history: list[ChatMessage] = []
         if self.config.history_messages:

@@ -1,7 +1,8 @@
 """Market breadth: the state of the whole universe from the snapshot rows.
 
 A pure function of :class:`~engine.models.SymbolState` rows (the ticker stream's 24 h change,
-high and low, the mark-price stream's funding, and each signal's per-timeframe readings), so
+high and low, the mark-price stream's funding, polled open interest changes, and each signal's
+per-timeframe readings), so
 the same rows always give the same numbers. Stale rows (data stopped) are left out.
 """
 
@@ -90,6 +91,10 @@ def compute_breadth(
     if btc_signal is not None:
         micro = next((t.vote for t in btc_signal.timeframes if t.vote is not None), None)
     signals = [r.signal for r in fresh if r.signal is not None]
+    oi: dict[str, list[float]] = {}
+    for r in fresh:
+        for window, change in r.oi_change.items():
+            oi.setdefault(window, []).append(change)
     return Breadth(
         time=time,
         symbols=len(changes),
@@ -114,4 +119,8 @@ def compute_breadth(
         btc_trend=btc_signal.direction.value if btc_signal is not None else "",
         btc_score=btc_signal.score if btc_signal is not None else None,
         btc_microtrend=micro,
+        oi_symbols={w: len(v) for w, v in oi.items()},
+        oi_rising={w: sum(c > 0 for c in v) for w, v in oi.items()},
+        oi_falling={w: sum(c < 0 for c in v) for w, v in oi.items()},
+        median_oi_change={w: _median(v) for w, v in oi.items()},
     )

@@ -17,14 +17,18 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from engine.breadth import BTC_SYMBOL, compute_breadth
 from engine.candles import CandleStore, ClosedArrays
 from engine.config import EngineConfig
+from engine.micro import MicroConfig, MicroReading, MicroSignalGate, MicroTracker
 from engine.models import (
+    BookInfo,
     CandleSeries,
     EngineSnapshot,
     FeedHealth,
+    MicroView,
     Signal,
     SpikeEvent,
     SymbolState,
@@ -44,10 +48,12 @@ from feeds.events import (
     Kline,
     Liquidation,
     MarkPrice,
+    OpenInterest,
     Ticker,
     Trade,
 )
 from feeds.intervals import interval_ms
+from feeds.orderbook import OrderBook
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +82,42 @@ class _SymbolData:
     spike_as_of: int = 0
     liquidations: LiquidationWindow = field(default_factory=LiquidationWindow)
     new_listing: bool = False
+    index_price: float | None = None
+    flash_kind: str = ""
+    flash_time: int = 0
+    micro: MicroTracker | None = None
+    reading: MicroReading | None = None
+    micro_dirty: bool = False
 
 
 _Job = tuple[str, dict[str, ClosedArrays], dict[str, TimeframeSignal]]
 _Result = tuple[str, dict[str, TimeframeSignal], Signal | None, dict[str, float], int]
 """symbol, timeframe signals, fused signal, candle spikes of the smallest timeframe, and
 that timeframe's last close time."""
+
+FLASH_MS = 3000
+"""How long (engine clock) a row flashes after a sweep or a sampled liquidation."""
+LADDER_LEVELS = 20
+"""Book levels per side in :meth:`Engine.micro_view`."""
+MAX_MICRO_SIGNALS = 500
+"""Microstructure signals kept for :attr:`Engine.micro_signals` (newest last)."""
+
+
+class BookSource(Protocol):
+    """Where the engine reads local order books (``engine.microfeed.MicroFeed``)."""
+
+    def book(self, symbol: str) -> OrderBook | None:
+        """The synced book of ``symbol``, ``None`` without one or while resyncing."""
+        ...
+
+    def info(self, symbol: str) -> BookInfo:
+        """Sync state of ``symbol``'s book (``state == "none"`` without a book)."""
+        ...
+
+    def book_symbols(self) -> list[str]:
+        """Symbols that have (or are getting) a book."""
+        ...
+
 
 MAX_SPIKES = 100
 """Spike events kept for the snapshot (newest last)."""
@@ -107,6 +143,7 @@ class Engine:
             does not matter whether the feed also streams them (those klines are counted in
             ``store.ignored_klines`` and skipped).
         batch_size: Symbols evaluated per ``asyncio.to_thread`` call.
+        micro: Microstructure section (features, score, scalp signal gate).
 
     Raises:
         ValueError: if a configured timeframe is neither streamed nor buildable from the
@@ -120,6 +157,7 @@ class Engine:
         clock: Callable[[], int],
         streamed_timeframes: Collection[str] | None = None,
         batch_size: int = 32,
+        micro: MicroConfig | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -166,6 +204,11 @@ class Engine:
         self._profile = config.signals.risk_profile
         self._spikes: deque[SpikeEvent] = deque(maxlen=MAX_SPIKES)
         self._universe_set_once = False
+        self._micro_cfg = micro or MicroConfig()
+        # One gate for all symbols: cooldown and daily maximum are kept per symbol inside it.
+        self._micro_gate = MicroSignalGate(self._micro_cfg)
+        self._books: BookSource | None = None
+        self._micro_signals: deque[Signal] = deque(maxlen=MAX_MICRO_SIGNALS)
 
     # -- risk profile --------------------------------------------------------------------
 
@@ -210,6 +253,10 @@ class Engine:
                 state.new_listing = True
                 self._changed.add(symbol)
 
+    def attach_books(self, books: BookSource) -> None:
+        """Read local order books from ``books`` (microstructure features need them)."""
+        self._books = books
+
     def set_universe(self, symbols: Iterable[str]) -> None:
         """Replace the tracked symbols; removed symbols' candles and state are freed."""
         wanted = list(dict.fromkeys(symbols))
@@ -244,6 +291,11 @@ class Engine:
             return
         self.events += 1
         symbol = event.symbol
+        if isinstance(event, OpenInterest):
+            self._tracker(symbol, state).on_open_interest(event)
+            state.micro_dirty = True
+            self._changed.add(symbol)
+            return
         stamp = event.exchange_time
         if isinstance(event, Kline):
             for sym, tf in self.store.apply(event):
@@ -251,19 +303,27 @@ class Engine:
             self._set_price(state, event.close, stamp)
         elif isinstance(event, Trade):
             self._set_price(state, event.price, stamp)
+            self._tracker(symbol, state).on_trade(event)
+            state.micro_dirty = True
         elif isinstance(event, MarkPrice):
             state.mark_price = event.mark_price
+            state.index_price = event.index_price
             state.funding_rate = event.funding_rate
             state.next_funding_time = event.next_funding_time
+            self._tracker(symbol, state).on_mark(event)
         elif isinstance(event, Ticker):
             state.ticker_change_pct = event.price_change_pct
             state.ticker_high = event.high_price
             state.ticker_low = event.low_price
             state.quote_volume_24h = event.quote_volume
             self._set_price(state, event.last_price, stamp)
-        elif isinstance(event, BookTicker) and state.last_price is None:
-            state.last_price = (event.bid_price + event.ask_price) / 2.0
+        elif isinstance(event, BookTicker):
+            if state.last_price is None:
+                state.last_price = (event.bid_price + event.ask_price) / 2.0
+            self._tracker(symbol, state).on_book_ticker(event)
         elif isinstance(event, Liquidation):
+            self._tracker(symbol, state).on_liquidation(event)
+            state.micro_dirty = True
             notional = event.avg_price * event.quantity
             over = state.liquidations.add(event.exchange_time, notional)
             # One liquidation spike per window, not one per liquidation inside it.
@@ -280,6 +340,11 @@ class Engine:
             self.last_event_time = stamp
         state.last_update = self._clock()
         self._changed.add(symbol)
+
+    def _tracker(self, symbol: str, state: _SymbolData) -> MicroTracker:
+        if state.micro is None:
+            state.micro = MicroTracker(symbol, self._micro_cfg, self._micro_gate)
+        return state.micro
 
     @staticmethod
     def _set_price(state: _SymbolData, price: float, stamp: int) -> None:
@@ -391,6 +456,73 @@ class Engine:
             self.last_recompute_ms = (time.perf_counter() - started) * 1000.0
             return len(jobs)
 
+    def evaluate_micro(self) -> int:
+        """Evaluate the microstructure of every symbol with a book, or with new trades or
+        liquidations since the last call (synchronous, on the event loop: books are mutated
+        there; the cost is bounded by the book bands, not the book size).
+
+        Returns:
+            Symbols evaluated.
+        """
+        now = self._clock()
+        books = self._books
+        with_book = set(books.book_symbols()) if books is not None else set()
+        btc = self._symbols.get(BTC_SYMBOL)
+        btc_trend = (btc.micro.momentum(now) if btc is not None and btc.micro else None) or 0.0
+        atr_tf = self._micro_cfg.atr_timeframe
+        done = 0
+        for symbol, state in self._symbols.items():
+            if symbol not in with_book and not state.micro_dirty:
+                continue
+            tracker = self._tracker(symbol, state)
+            book = books.book(symbol) if books is not None and symbol in with_book else None
+            tf_signal = state.timeframe_signals.get(atr_tf)
+            reading = tracker.evaluate(
+                book, now,
+                atr=tf_signal.atr if tf_signal is not None else None,
+                tick_size=self._tick_sizes.get(symbol),
+                btc_microtrend=btc_trend,
+            )
+            state.micro_dirty = False
+            state.reading = reading
+            if reading.signal is not None:
+                self._micro_signals.append(reading.signal)
+            if reading.flash:
+                state.flash_kind, state.flash_time = reading.flash, now
+            self._changed.add(symbol)
+            done += 1
+        return done
+
+    @property
+    def micro_signals(self) -> tuple[Signal, ...]:
+        """Microstructure signals emitted so far, newest last (bounded)."""
+        return tuple(self._micro_signals)
+
+    def micro_view(self, symbol: str) -> MicroView | None:
+        """The order book pane's data for ``symbol`` (``None`` if not in the universe)."""
+        state = self._symbols.get(symbol)
+        if state is None:
+            return None
+        now = self._clock()
+        books = self._books
+        info = books.info(symbol) if books is not None else BookInfo(state="none")
+        book = books.book(symbol) if books is not None else None
+        reading = state.reading
+        tracker = state.micro
+        return MicroView(
+            symbol=symbol,
+            time=now,
+            book=info,
+            bids=tuple(book.bids(LADDER_LEVELS)) if book is not None else (),
+            asks=tuple(book.asks(LADDER_LEVELS)) if book is not None else (),
+            tick_size=self._tick_sizes.get(symbol),
+            features=reading.features if reading is not None else None,
+            flow=reading.flow if reading is not None else None,
+            derivatives=tracker.derivs.view(now) if tracker is not None else None,
+            score=reading.score if reading is not None else None,
+            signal=tracker.active_signal(now) if tracker is not None else None,
+        )
+
     def _btc_microtrend(self) -> float | None:
         """BTC's smallest-timeframe vote (the breadth pane's BTC microtrend), if ready."""
         btc = self._symbols.get(BTC_SYMBOL)
@@ -463,6 +595,19 @@ class Engine:
         if change is None:
             change = self.store.change_24h_pct(symbol)
         age = now - state.last_update if state.last_update else now
+        tracker, reading = state.micro, state.reading
+        derivs = tracker.derivs.view(now) if tracker is not None else None
+        books = self._books
+        book = None
+        if books is not None:
+            info = books.info(symbol)
+            book = info if info.state != "none" else None
+        features = reading.features if reading is not None else None
+        score = reading.score if reading is not None else None
+        if now - state.flash_time <= FLASH_MS and state.flash_kind:
+            spike = state.flash_kind
+        else:
+            spike = state.spike_kind if self._spike_recent(state) else ""
         return SymbolState(
             symbol=symbol,
             last_price=state.last_price,
@@ -478,8 +623,17 @@ class Engine:
             tick_size=self._tick_sizes.get(symbol),
             high_24h=state.ticker_high,
             low_24h=state.ticker_low,
-            spike=state.spike_kind if self._spike_recent(state) else "",
+            spike=spike,
             new_listing=state.new_listing,
+            index_price=state.index_price,
+            premium_bps=derivs.premium_bps if derivs is not None else None,
+            open_interest=derivs.open_interest if derivs is not None else None,
+            oi_change=dict(derivs.oi_change) if derivs is not None else {},
+            spread_bps=reading.spread_bps if reading is not None else None,
+            imbalance=features.imbalance if features is not None else None,
+            micro_score=score.score if score is not None else None,
+            micro_signal=tracker.active_signal(now) if tracker is not None else None,
+            book=book,
         )
 
     def _spike_recent(self, state: _SymbolData) -> bool:

@@ -21,16 +21,30 @@ from pathlib import Path
 
 from engine.config import EngineConfig
 from engine.engine import Engine
-from engine.models import CandleSeries, EngineSnapshot, FeedHealth
+from engine.micro import MicroConfig
+from engine.microfeed import MicroFeed
+from engine.models import CandleSeries, EngineSnapshot, FeedHealth, MicroView
 from feeds.backoff import Backoff
 from feeds.binance_futures import BinanceFuturesFeed
-from feeds.config import EndpointConfig, FeedConfig, UniverseConfig
-from feeds.events import FeedEvent, FeedState, FeedStatus, Kline
+from feeds.config import (
+    BookConfig,
+    EndpointConfig,
+    FeedConfig,
+    OpenInterestConfig,
+    UniverseConfig,
+)
+from feeds.events import DepthDiff, FeedEvent, FeedState, FeedStatus, Kline
 from feeds.intervals import interval_ms
 from feeds.replay.errors import ReplayDataError
 from feeds.replay.server import ReplayServer
 from feeds.rest import BinanceRest
-from feeds.routing import MARK_PRICE_ALL, TICKER_ALL, kline_stream, parse_stream
+from feeds.routing import (
+    FORCE_ORDER_ALL,
+    MARK_PRICE_ALL,
+    TICKER_ALL,
+    kline_stream,
+    parse_stream,
+)
 from storage.kline_cache import KlineCache
 
 log = logging.getLogger(__name__)
@@ -68,6 +82,9 @@ class MarketRunner:
         data_dir: Directory for the kline cache; ``None`` disables the cache.
         replay: Replay options, or ``None`` to go live.
         wall_clock: Wall clock in ms UTC (injected by tests).
+        books: Order book section (which symbols get a book, sync policy).
+        open_interest: Open-interest polling section.
+        micro: Microstructure features, score and scalp signal section.
     """
 
     def __init__(
@@ -80,6 +97,9 @@ class MarketRunner:
         data_dir: Path | None,
         replay: ReplayOptions | None = None,
         wall_clock: Callable[[], int] | None = None,
+        books: BookConfig | None = None,
+        open_interest: OpenInterestConfig | None = None,
+        micro: MicroConfig | None = None,
     ) -> None:
         self._endpoints = endpoints
         self._universe_cfg = universe
@@ -97,6 +117,11 @@ class MarketRunner:
         self._rate: deque[tuple[float, int]] = deque(maxlen=64)
         self._adapter: BinanceFuturesFeed | None = None
         self._buffer: list[Kline] | None = None
+        self._book_cfg = books or BookConfig()
+        self._oi_cfg = open_interest or OpenInterestConfig()
+        self._rest: BinanceRest | None = None
+        self.micro_feed: MicroFeed | None = None
+        """Books and open interest (set once the universe is known)."""
         self.ready = asyncio.Event()
         """Set once the universe is known and backfill has finished."""
         if replay is not None:
@@ -108,7 +133,9 @@ class MarketRunner:
         self._engine_config = engine_config
         timeframes = engine_config.timeframes.timeframes
         self._streamed = timeframes if feed.kline_streams == "all" else timeframes[:1]
-        self.engine = Engine(engine_config, clock=self._clock, streamed_timeframes=self._streamed)
+        self.engine = Engine(
+            engine_config, clock=self._clock, streamed_timeframes=self._streamed, micro=micro
+        )
         """The engine (exposed for headless use and tests)."""
 
     @property
@@ -130,6 +157,15 @@ class MarketRunner:
         """Switch the risk profile (see :class:`engine.service.MarketService`)."""
         self.engine.set_risk_profile(name)
 
+    def micro(self, symbol: str) -> MicroView | None:
+        """Order book pane data (see :class:`engine.service.MarketService`)."""
+        return self.engine.micro_view(symbol)
+
+    def want_book(self, symbol: str, wanted: bool = True) -> None:
+        """Book on demand (see :class:`engine.service.MarketService`)."""
+        if self.micro_feed is not None:
+            self.micro_feed.want_book(symbol, wanted)
+
     async def run(self) -> None:
         """Run until cancelled; network and data errors become health, never exceptions.
 
@@ -144,16 +180,15 @@ class MarketRunner:
                 log.error("%s", self._reason)
                 return
             assert self._adapter is not None
-            feed_task = asyncio.create_task(self._adapter.run(self._on_event), name="feed")
+            tasks = self._start_workers()
             try:
                 await self._release_replay()
                 while True:
                     await self.engine.recompute()
+                    self.engine.evaluate_micro()
                     await asyncio.sleep(RECOMPUTE_INTERVAL_S)
             finally:
-                feed_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await feed_task
+                await _cancel(tasks)
         finally:
             await self._shutdown()
 
@@ -169,7 +204,7 @@ class MarketRunner:
                 await self._bootstrap(retry=False)
                 if self._server is not None:
                     assert self._adapter is not None
-                    feed_task = asyncio.create_task(self._adapter.run(self._on_event))
+                    tasks = self._start_workers()
                     try:
                         await self._release_replay()
                         await self._server.wait_finished()
@@ -177,16 +212,22 @@ class MarketRunner:
                         while self._adapter.stats.frames < self._server.frames_sent:  # noqa: ASYNC110 - counters, no event to wait on
                             await asyncio.sleep(0.02)
                     finally:
-                        feed_task.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await feed_task
+                        await _cancel(tasks)
                 while await self.engine.recompute():
                     pass
+                self.engine.evaluate_micro()
                 return self.snapshot()
         finally:
             await self._shutdown()
 
     # -- internals -----------------------------------------------------------------------
+
+    def _start_workers(self) -> list[asyncio.Task[None]]:
+        assert self._adapter is not None
+        tasks = [asyncio.create_task(self._adapter.run(self._on_event), name="feed")]
+        if self.micro_feed is not None and self._rest is not None:
+            tasks.append(asyncio.create_task(self.micro_feed.run(self._rest), name="books"))
+        return tasks
 
     def _clock(self) -> int:
         if self._server is not None:
@@ -209,35 +250,75 @@ class MarketRunner:
             self._server = server
             endpoints = EndpointConfig(rest_url=server.rest_url, ws_url=server.ws_url)
         rest = BinanceRest(endpoints, self._feed_cfg)
+        # The same client serves depth snapshots and open interest after the backfill.
+        self._rest = rest
         backoff = Backoff(self._feed_cfg.backoff_initial_s, self._feed_cfg.backoff_max_s)
-        try:
-            while True:
-                try:
-                    symbols = await rest.universe(self._universe_cfg)
-                    self.engine.set_universe(symbols)
-                    self.engine.set_tick_sizes(rest.tick_sizes)
-                    self._buffer = []
-                    self._adapter = BinanceFuturesFeed(endpoints, self._feed_cfg)
-                    self._adapter.set_streams(self._streams(symbols))
-                    await self._run_backfill(rest, symbols)
-                    break
-                except Exception as exc:
-                    if not retry:
-                        raise
-                    delay = backoff.next_delay()
-                    self._mode, self._reason = "OFFLINE", _describe_error(exc, endpoints)
-                    self._retry_at = time.monotonic() + delay
-                    log.warning("bootstrap failed: %s; retry in %.1fs", exc, delay)
-                    await asyncio.sleep(delay)
-        finally:
-            await rest.close()
+        while True:
+            try:
+                symbols = await rest.universe(self._universe_cfg)
+                self.engine.set_universe(symbols)
+                self.engine.set_tick_sizes(rest.tick_sizes)
+                self.engine.set_onboard_dates(rest.onboard_dates)
+                self._setup_micro(symbols)
+                self._buffer = []
+                self._adapter = BinanceFuturesFeed(endpoints, self._feed_cfg)
+                self._adapter.set_streams(self._streams(symbols))
+                await self._run_backfill(rest, symbols)
+                break
+            except Exception as exc:
+                if not retry:
+                    raise
+                delay = backoff.next_delay()
+                self._mode, self._reason = "OFFLINE", _describe_error(exc, endpoints)
+                self._retry_at = time.monotonic() + delay
+                log.warning("bootstrap failed: %s; retry in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
         self._mode = "REPLAY" if self._replay else "CONNECTING"
         self._reason, self._retry_at = "", None
         self.ready.set()
 
+    def _setup_micro(self, symbols: list[str]) -> None:
+        recorded: set[str] | None = None
+        if self._server is not None:
+            recorded = {
+                (info.symbol or "").upper()
+                for info in map(parse_stream, self._server.recorded_streams())
+                if info.kind == "depth"
+            }
+        feed = MicroFeed(
+            self._book_cfg,
+            self._oi_cfg,
+            clock=self._clock,
+            on_open_interest=self.engine.on_event,
+            recorded_depth=recorded,
+        )
+        feed.set_universe(symbols)
+        feed.on_streams_changed(self._resubscribe)
+        self.micro_feed = feed
+        self.engine.attach_books(feed)
+
+    def _resubscribe(self) -> None:
+        if self._adapter is not None:
+            self._adapter.set_streams(self._streams(list(self.engine.universe)))
+
     def _streams(self, symbols: list[str]) -> list[str]:
         streams = [kline_stream(symbol, code) for symbol in symbols for code in self._streamed]
         streams.append(MARK_PRICE_ALL)
+        streams.append(FORCE_ORDER_ALL)
+        if self.micro_feed is not None:
+            micro = self.micro_feed.streams()
+            if self._server is not None:
+                # A replay delivers only what was recorded; an unrecorded stream would just
+                # sit there looking stale.
+                recorded = {
+                    (i.kind, i.symbol)
+                    for i in map(parse_stream, self._server.recorded_streams())
+                }
+                micro = [
+                    s for s in micro
+                    if (parse_stream(s).kind, parse_stream(s).symbol) in recorded
+                ]
+            streams.extend(micro)
         # A kline-history replay derives !ticker@arr from its klines (breadth, 24 h change).
         streams.append(TICKER_ALL)
         if self._server is not None and self._server.source_kind == "capture":
@@ -288,6 +369,10 @@ class MarketRunner:
         if isinstance(event, FeedStatus):
             self._statuses[event.connection] = event
             return
+        if isinstance(event, DepthDiff):
+            if self.micro_feed is not None:
+                self.micro_feed.on_diff(event)
+            return
         if self._buffer is not None and isinstance(event, Kline):
             self._buffer.append(event)
             return
@@ -319,6 +404,10 @@ class MarketRunner:
         last_age = None
         if stats and stats.last_frame_time:
             last_age = max(0, self._wall_clock() - stats.last_frame_time)
+        books = self.micro_feed.totals() if self.micro_feed is not None else None
+        oi_state, oi_reason = (
+            self.micro_feed.open_interest_state() if self.micro_feed is not None else ("", "")
+        )
         return FeedHealth(
             mode=mode,
             exchange="binanceusdm",
@@ -334,11 +423,28 @@ class MarketRunner:
             backfill_done=self._backfill[0],
             backfill_total=self._backfill[1],
             stale_streams=stats.stale_streams if stats else 0,
+            books=books.books if books else 0,
+            books_synced=books.synced if books else 0,
+            book_resyncs=books.resyncs if books else 0,
+            book_gaps=books.gaps if books else 0,
+            open_interest=oi_state,
+            open_interest_reason=oi_reason,
         )
 
     async def _shutdown(self) -> None:
+        if self._rest is not None:
+            await self._rest.close()
+            self._rest = None
         if self._server is not None:
             await self._server.stop()
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _describe_error(exc: BaseException, endpoints: EndpointConfig) -> str:

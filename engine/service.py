@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from engine.models import CandleSeries, EngineSnapshot
+from engine.models import CandleSeries, EngineSnapshot, MicroView
 
 
 class MarketService(Protocol):
@@ -30,6 +30,18 @@ class MarketService(Protocol):
         Raises:
             ValueError: if ``name`` is not a known profile.
         """
+        ...
+
+    def micro(self, symbol: str) -> MicroView | None:
+        """Order book, flow, derivatives and microstructure score of ``symbol`` for the order
+        book pane, or ``None`` if the symbol is unknown. A symbol without a book gets a view
+        with ``book.state == "none"`` (call :meth:`want_book` to get one)."""
+        ...
+
+    def want_book(self, symbol: str, wanted: bool = True) -> None:
+        """Ask for (or release) a local order book of ``symbol`` beyond the configured ones: the
+        symbol view calls it on open and close; its depth and aggTrade streams are subscribed
+        on demand and its snapshot request jumps the queue. Unknown symbols are ignored."""
         ...
 
     async def run(self) -> None:

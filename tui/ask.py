@@ -81,6 +81,7 @@ def run_ask(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     base = snapshot.timeframes[0] if snapshot.timeframes else "5m"
     candles = runner.candles(symbol, base)
+    micro = runner.micro(symbol)
 
     async def ask() -> int:
         db: Database | None = None
@@ -98,7 +99,8 @@ def run_ask(settings: Settings, args: argparse.Namespace) -> int:
             session.model = args.model
         try:
             request = await session.prepare(
-                snapshot, symbol, args.question, candles=candles, verdict=args.verdict
+                snapshot, symbol, args.question, candles=candles, micro=micro,
+                verdict=args.verdict,
             )
             if args.show_prompt:
                 print(request.prompt_text, file=sys.stderr)

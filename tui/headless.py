@@ -40,6 +40,9 @@ def build_runner(
         engine_config=settings.engine_config(),
         data_dir=settings.data_path(),
         replay=replay,
+        books=settings.book,
+        open_interest=settings.open_interest,
+        micro=settings.micro,
     )
 
 

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.models import Breadth, EngineSnapshot, Factor, SymbolState
+from feeds.intervals import interval_ms
 
 CSV_FIELDS = (
     "symbol", "signal", "score", "confidence", "entry", "stop_loss", "take_profit_1",
@@ -58,6 +59,13 @@ def scan_record(state: SymbolState, timeframes: Iterable[str]) -> dict[str, Any]
     (to TP1) and ``invalidation`` (quote currency) of the plan; ``factors`` (the full
     breakdown: ``name``, ``category``, ``timeframe``, ``value``, ``weight``,
     ``contribution``, ``note``).
+
+    Derivatives and microstructure: ``mark_price`` (quote currency), ``next_funding_time``
+    (ms UTC, ``None`` if unknown), ``open_interest_change`` (window → fraction, only windows
+    the open-interest history covers), ``spread_bps``, ``imbalance`` (-1..1), ``micro_score``
+    (0-100), ``micro_signal`` (``MICRO_LONG``/``MICRO_SHORT`` while within its cooldown, else
+    ``None``), and ``book`` (``{"state": "synced"|"resyncing"|"none", "resyncs": n,
+    "gaps": n}``) for symbols that have a book (``None`` otherwise).
     """
     signal = state.signal
     timeframes = list(timeframes)
@@ -99,7 +107,28 @@ def scan_record(state: SymbolState, timeframes: Iterable[str]) -> dict[str, Any]
         "eta_minutes": None if eta is None else _finite(eta, 1),
         "invalidation": plan.invalidation if plan else None,
         "factors": [factor_record(f) for f in signal.factors] if signal else [],
+        "mark_price": state.mark_price,
+        "next_funding_time": state.next_funding_time or None,
+        "open_interest_change": {k: _finite(v) for k, v in state.oi_change.items()},
+        "spread_bps": _opt(state.spread_bps, 3),
+        "imbalance": _opt(state.imbalance, 4),
+        "micro_score": _opt(state.micro_score, 2),
+        "micro_signal": (
+            state.micro_signal.signal_type.value if state.micro_signal is not None else None
+        ),
+        "book": _book_record(state),
     }
+
+
+def _opt(value: float | None, digits: int) -> float | None:
+    return None if value is None else _finite(value, digits)
+
+
+def _book_record(state: SymbolState) -> dict[str, Any] | None:
+    book = state.book
+    if book is None or book.state == "none":
+        return None
+    return {"state": book.state, "resyncs": book.resyncs, "gaps": book.gaps}
 
 
 def ranked(snapshot: EngineSnapshot, top: int | None) -> list[SymbolState]:
@@ -248,4 +277,12 @@ def print_breadth(snapshot: EngineSnapshot, console: Console) -> None:
     if b.btc_microtrend is not None:
         btc += f" · micro {b.btc_microtrend:+.2f}"
     table.add_row("BTC trend", btc)
+    for window in sorted(b.oi_symbols, key=interval_ms):
+        median = b.median_oi_change.get(window)
+        table.add_row(
+            f"open interest {window}",
+            f"{b.oi_rising.get(window, 0)} up / {b.oi_falling.get(window, 0)} down of "
+            f"{b.oi_symbols[window]} · median "
+            + ("–" if median is None else f"{median * 100:+.2f}%"),
+        )
     console.print(table)

@@ -28,7 +28,14 @@ from pydantic_settings import (
 
 from ai.config import AiConfig
 from engine.config import EngineConfig, IndicatorConfig, SignalConfig, TimeframeConfig
-from feeds.config import EndpointConfig, FeedConfig, UniverseConfig
+from engine.micro import MicroConfig
+from feeds.config import (
+    BookConfig,
+    EndpointConfig,
+    FeedConfig,
+    OpenInterestConfig,
+    UniverseConfig,
+)
 from tui.ui_config import UiConfig
 
 APP_NAME = "perpscope"
@@ -80,6 +87,10 @@ class Settings(BaseSettings):
     """Which symbols to scan."""
     feed: FeedConfig = Field(default_factory=FeedConfig)
     """WebSocket and REST policy."""
+    book: BookConfig = Field(default_factory=BookConfig)
+    """Local order books (diff depth + REST snapshots)."""
+    open_interest: OpenInterestConfig = Field(default_factory=OpenInterestConfig)
+    """Open interest polling."""
     timeframes: TimeframeConfig = Field(default_factory=TimeframeConfig)
     """Timeframes and history bars."""
     indicators: IndicatorConfig = Field(default_factory=IndicatorConfig)
@@ -88,6 +99,8 @@ class Settings(BaseSettings):
     """Vote weights, thresholds, trade plan."""
     engine: EngineSection = Field(default_factory=EngineSection)
     """Engine-wide settings."""
+    micro: MicroConfig = Field(default_factory=MicroConfig)
+    """Microstructure features, score and scalp signals (symbols with an order book)."""
     ui: UiConfig = Field(default_factory=UiConfig)
     """Terminal UI."""
     ai: AiConfig = Field(default_factory=AiConfig)

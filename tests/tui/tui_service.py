@@ -21,7 +21,7 @@ import polars as pl
 
 from engine.config import EngineConfig
 from engine.engine import Engine
-from engine.models import CandleSeries, EngineSnapshot, FeedHealth
+from engine.models import CandleSeries, EngineSnapshot, FeedHealth, MicroView
 from engine.runner import MarketRunner, ReplayOptions
 from engine.service import MarketService
 from feeds.config import EndpointConfig, FeedConfig, UniverseConfig
@@ -102,6 +102,8 @@ class HistoryService:
         )
         self.pending: dict[str, list[Kline]] = {}
         """Recorded 5m klines after the cut-off, per symbol (fed by :meth:`advance`)."""
+        self.wanted_books: dict[str, bool] = {}
+        """``want_book`` calls by symbol (last wish wins)."""
 
     async def load(self) -> None:
         """Load history up to the cut-off, funding and mark prices, and evaluate everything."""
@@ -164,6 +166,14 @@ class HistoryService:
         """Candles from the engine's store."""
         return self.engine.candles(symbol, timeframe, limit)
 
+    def micro(self, symbol: str) -> MicroView | None:
+        """The engine's view (no books here: kline history has no depth)."""
+        return self.engine.micro_view(symbol)
+
+    def want_book(self, symbol: str, wanted: bool = True) -> None:
+        """Recorded klines hold no depth: nothing to subscribe."""
+        self.wanted_books[symbol] = wanted
+
     async def run(self) -> None:
         """Nothing to stream: the recorded data was loaded up front. Waits until cancelled."""
         await asyncio.Event().wait()
@@ -202,6 +212,8 @@ class FinishedReplay:
 
     def __init__(self, runner: MarketRunner) -> None:
         self.runner = runner
+        self.wanted_books: dict[str, bool] = {}
+        """``want_book`` calls by symbol (last wish wins)."""
 
     def snapshot(self) -> EngineSnapshot:
         """The finished runner's snapshot."""
@@ -213,6 +225,14 @@ class FinishedReplay:
     def candles(self, symbol: str, timeframe: str, limit: int = 200) -> CandleSeries | None:
         """The finished runner's candles."""
         return self.runner.candles(symbol, timeframe, limit)
+
+    def micro(self, symbol: str) -> MicroView | None:
+        """The finished runner's order book view."""
+        return self.runner.micro(symbol)
+
+    def want_book(self, symbol: str, wanted: bool = True) -> None:
+        """Recorded for assertions; the replay is over, so nothing is subscribed."""
+        self.wanted_books[symbol] = wanted
 
     async def run(self) -> None:
         """The replay is over; wait until the app cancels the worker."""
@@ -235,6 +255,25 @@ def replay_runner(symbols: tuple[str, ...] = SYMBOLS) -> MarketRunner:
 def build_replay() -> FinishedReplay:
     """Replay the slice to its end through the real pipeline (blocking; ~2 s)."""
     runner = replay_runner()
+    asyncio.run(runner.run_to_completion(timeout_s=60))
+    return FinishedReplay(runner)
+
+
+CAPTURE = SHARED_DATA / "binance-usdm" / "ws" / "cryptofeed" / "BINANCE_FUTURES.ws.1.0"
+"""30 s raw capture of 4 USDT perpetuals with diff depth, aggTrade and bookTicker."""
+
+
+def build_capture_replay(path: Path = CAPTURE) -> FinishedReplay:
+    """Replay a raw capture to its end (books synced from the recorded snapshots and diffs)
+    through the real pipeline (blocking; a few seconds)."""
+    runner = MarketRunner(
+        endpoints=EndpointConfig(),
+        universe=UniverseConfig(mode="all"),
+        feed=FeedConfig(),
+        engine_config=EngineConfig(),
+        data_dir=None,
+        replay=ReplayOptions(path=path, speed=None),
+    )
     asyncio.run(runner.run_to_completion(timeout_s=60))
     return FinishedReplay(runner)
 

@@ -22,6 +22,7 @@ from textual.widget import Widget
 from textual_plotext import PlotextPlot
 
 from engine.models import Breadth, EngineSnapshot, SpikeEvent
+from feeds.intervals import interval_ms
 from tui import formatting as fmt
 
 HISTORY = 240
@@ -110,6 +111,15 @@ class BreadthNumbers(Widget):
         if b.btc_microtrend is not None:
             btc.append(f" · micro {b.btc_microtrend:+.2f}")
         table.add_row("BTC trend", btc)
+        if b.oi_symbols:
+            # The longest window the polled history covers says most about positioning.
+            window = max(b.oi_symbols, key=interval_ms)
+            median = b.median_oi_change.get(window)
+            table.add_row(
+                f"open interest {window}",
+                f"{b.oi_rising.get(window, 0)}↑ {b.oi_falling.get(window, 0)}↓ · median "
+                + ("–" if median is None else f"{median * 100:+.2f}%"),
+            )
         parts: list[RenderableType] = [table]
         spikes = list(snap.spikes)[-SPIKES_SHOWN:]
         if spikes:

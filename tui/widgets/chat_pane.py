@@ -192,8 +192,9 @@ class ChatPane(Vertical):
         snapshot = self._service.snapshot()
         base = snapshot.timeframes[0] if snapshot.timeframes else "5m"
         candles = self._service.candles(self.symbol, base) if self.symbol else None
+        micro = self._service.micro(self.symbol) if self.symbol else None
         request = await session.prepare(
-            snapshot, self.symbol, question, candles=candles, verdict=verdict
+            snapshot, self.symbol, question, candles=candles, micro=micro, verdict=verdict
         )
         await session.record(self.thread, "user", shown)
         if verdict:
