@@ -16,6 +16,7 @@ from rich.style import Style
 from rich.text import Text
 
 from engine.models import Direction, Signal, SymbolState, TimeframeSignal, TradePlan
+from feeds.intervals import interval_ms
 
 VOTE_THRESHOLD = 0.2
 """A timeframe or indicator vote above +0.2 counts as long, below -0.2 as short."""
@@ -68,10 +69,15 @@ class CellContext:
         decimals: Price decimals seen per symbol. Sticky (never shrinks), so a price column
             keeps its decimals when the last digit happens to be 0 (``0.00800`` stays
             five decimals instead of flickering to ``0.008``).
+        oi_window: Open-interest change window of the ``OI Δ`` column (``[ui] oi_window``;
+            empty: the longest window covered).
     """
 
     palette: Palette = field(default_factory=Palette)
     decimals: dict[str, int] = field(default_factory=dict)
+    oi_window: str = ""
+    now_ms: int = 0
+    """Engine clock of the snapshot being shown, ms UTC (0 before the first)."""
 
     def price_decimals(
         self, symbol: str, price: float | None, tick_size: float | None = None
@@ -392,3 +398,222 @@ def plan_rows(plan: TradePlan) -> list[tuple[str, float, float, str]]:
             multiple(plan.take_profit_2),
         ),
     ]
+
+
+# ------------------------------------------------------------------ microstructure
+
+GLYPH_RESYNC = "↻"
+"""Marks a row whose local order book is resyncing (its book numbers are not current)."""
+
+GLYPH_BOOK_LEGEND = (GLYPH_RESYNC, "order book resyncing: spread, imbalance and micro wait")
+"""The book-state marker and its meaning, for the help screen."""
+
+
+def engine_now(state: SymbolState, ctx: CellContext | None = None) -> int:
+    """Engine clock (ms UTC) at the snapshot a state came from: the context's snapshot time
+    when set, else ``last_update + age_ms``."""
+    if ctx is not None and ctx.now_ms:
+        return ctx.now_ms
+    return state.last_update + state.age_ms
+
+
+def format_bps(value: float | None, decimals: int = 1, signed: bool = False) -> str:
+    """Basis points (``0.8``, ``+12.3``); ``"—"`` when unknown.
+
+    Args:
+        value: Value in basis points (1 bp = 0.01 %).
+        decimals: Decimals shown.
+        signed: Show an explicit sign (premiums); spreads are never negative.
+    """
+    if value is None or math.isnan(value):
+        return "—"
+    value = round(value, decimals) + 0.0  # no "-0.0"
+    return f"{value:+.{decimals}f}" if signed else f"{value:.{decimals}f}"
+
+
+def format_countdown(ms: int | None) -> str:
+    """Time left as ``7h59m``, ``12m05s``, ``42s``; ``"—"`` when unknown (negative → ``0s``).
+
+    Args:
+        ms: Milliseconds left (e.g. next funding time minus the engine clock).
+    """
+    if ms is None:
+        return "—"
+    seconds = max(0, ms) // 1000
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def format_notional(value: float | None, signed: bool = False) -> str:
+    """Quote-currency amounts in compact form: ``950``, ``12.4k``, ``3.21M``, ``1.05B``.
+
+    Args:
+        value: Amount in quote currency (USDT).
+        signed: Show an explicit sign (CVD, deltas).
+    """
+    if value is None or math.isnan(value):
+        return "—"
+    magnitude = abs(value)
+    sign = ("+" if value >= 0 else "-") if signed else ("-" if value < 0 else "")
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if magnitude >= scale:
+            return f"{sign}{magnitude / scale:.{2 if magnitude < 10 * scale else 1}f}{suffix}"
+    return f"{sign}{magnitude:.0f}"
+
+
+def format_size(value: float) -> str:
+    """A level size in base units with about four significant digits (``0.512``, ``12.35``,
+    ``1,234``, ``1.23M``)."""
+    magnitude = abs(value)
+    if magnitude >= 1_000_000:
+        return f"{value / 1_000_000:.2f}M"
+    if magnitude >= 1000:
+        return f"{value:,.0f}"
+    if magnitude == 0 or value.is_integer():
+        # Contracts traded in whole units (SUSHI, DOGE) show no decimals.
+        return f"{value:.0f}"
+    return f"{value:.{significant_decimals(value, 4)}f}"
+
+
+def longest_oi_window(oi_change: dict[str, float], wanted: str = "") -> str | None:
+    """The open-interest change window to show: ``wanted`` if present, else the longest one.
+
+    Args:
+        oi_change: Window code (``5m``, ``15m``, ``1h``) → change, fraction.
+        wanted: Preferred window (``[ui] oi_window``); empty picks the longest.
+
+    Returns:
+        The window code, ``None`` when no window is covered yet.
+    """
+    if wanted and wanted in oi_change:
+        return wanted
+    if not oi_change:
+        return None
+
+    def span(window: str) -> int:
+        try:
+            return interval_ms(window)
+        except ValueError:
+            return 0
+
+    return max(oi_change, key=span)
+
+
+def cell_funding_in(state: SymbolState, ctx: CellContext) -> Text:
+    """Time to the next funding (``3h12m``), counted on the engine clock; ``—`` if unknown."""
+    if not state.next_funding_time:
+        return _finish(Text("—", justify="right"), state.stale, ctx)
+    left = state.next_funding_time - engine_now(state, ctx)
+    return _finish(Text(format_countdown(left), justify="right"), state.stale, ctx)
+
+
+def cell_oi_change(state: SymbolState, ctx: CellContext) -> Text:
+    """Open-interest change over :attr:`CellContext.oi_window` (or the longest window
+    covered), percent, coloured by sign."""
+    window = longest_oi_window(state.oi_change, ctx.oi_window)
+    if window is None:
+        return _finish(Text("—", justify="right"), state.stale, ctx)
+    change = state.oi_change[window] * 100
+    text = Text(format_pct(change, 1), style=_side_style(change, ctx.palette), justify="right")
+    return _finish(text, state.stale, ctx)
+
+
+def cell_spread(state: SymbolState, ctx: CellContext) -> Text:
+    """Spread in basis points; wide spreads (≥ :data:`WIDE_SPREAD_BPS`) get the warning style."""
+    text = Text(format_bps(state.spread_bps), justify="right")
+    if state.spread_bps is not None and state.spread_bps >= WIDE_SPREAD_BPS:
+        text.stylize(ctx.palette.warning)
+    return _finish(text, state.stale, ctx)
+
+
+WIDE_SPREAD_BPS = 10.0
+"""A spread of 10 bp or more is worth a glance (liquid perps quote well under 1 bp)."""
+
+
+def _book_waiting(state: SymbolState) -> bool:
+    return state.book is not None and state.book.state == "resyncing"
+
+
+def cell_imbalance(state: SymbolState, ctx: CellContext) -> Text:
+    """Book imbalance in [-1, 1] (``+0.31``: more bids), coloured by side; muted while the
+    book resyncs."""
+    if state.imbalance is None:
+        return _finish(Text("—", justify="right"), state.stale, ctx)
+    style = ctx.palette.muted if _book_waiting(state) else _side_style(
+        state.imbalance, ctx.palette, VOTE_THRESHOLD
+    )
+    text = Text(f"{round(state.imbalance, 2) + 0.0:+.2f}", style=style, justify="right")
+    return _finish(text, state.stale, ctx)
+
+
+def cell_micro(state: SymbolState, ctx: CellContext) -> Text:
+    """Microstructure score 0-100; an active ``MICRO_LONG``/``MICRO_SHORT`` signal adds its
+    arrow and colour (``71▲``)."""
+    if state.micro_score is None:
+        return _finish(Text("—", justify="right"), state.stale, ctx)
+    text = Text(f"{state.micro_score:.0f}", justify="right")
+    signal = state.micro_signal
+    if signal is not None and signal.direction is not Direction.NEUTRAL:
+        long = signal.direction is Direction.LONG
+        text.append(GLYPH_LONG if long else GLYPH_SHORT)
+        text.stylize(direction_style(signal.direction, ctx.palette))
+    elif _book_waiting(state):
+        text.stylize(ctx.palette.muted)
+    return _finish(text, state.stale, ctx)
+
+
+def cell_symbol_marked(state: SymbolState, ctx: CellContext) -> Text:
+    """Symbol cell with the book-state marker (:data:`GLYPH_RESYNC`) while its book resyncs."""
+    text = cell_symbol(state, ctx)
+    if _book_waiting(state):
+        text.append(f" {GLYPH_RESYNC}", style=ctx.palette.warning)
+    return text
+
+
+def imbalance_bar(value: float, width: int, palette: Palette) -> Text:
+    """A centred bar for a value in [-1, 1]: bids (positive) fill right of the centre in the
+    long style, asks (negative) fill left in the short style.
+
+    Args:
+        value: Imbalance in [-1, 1] (clipped).
+        width: Cells, including the centre mark (odd widths centre exactly).
+        palette: Meaning styles.
+    """
+    half = max(1, (width - 1) // 2)
+    value = max(-1.0, min(1.0, value))
+    filled = round(abs(value) * half)
+    left = " " * half
+    right = " " * half
+    text = Text()
+    if value < 0:
+        left = " " * (half - filled)
+        text.append(left)
+        text.append("█" * filled, style=palette.short)
+    else:
+        text.append(left)
+    text.append("│", style=palette.muted)
+    if value > 0:
+        text.append("█" * filled, style=palette.long)
+        text.append(" " * (half - filled))
+    else:
+        text.append(right)
+    return text
+
+
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+"""Left eighth blocks, index = eighths filled (0 = none)."""
+
+
+def size_bar(size: float, largest: float, width: int) -> str:
+    """A left-aligned bar of ``size`` scaled to ``largest`` in ``width`` cells, with eighth
+    blocks for the remainder (``███▍``); empty when ``largest`` is 0."""
+    if largest <= 0 or width <= 0:
+        return ""
+    eighths = round(max(0.0, min(1.0, size / largest)) * width * 8)
+    full, rest = divmod(eighths, 8)
+    return "█" * full + ("" if rest == 0 else _EIGHTHS[rest])

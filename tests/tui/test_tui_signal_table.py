@@ -57,8 +57,12 @@ async def test_rows_follow_the_snapshot_sorted_by_score(replay: FinishedReplay) 
             "tf:4h",
             "rr",
             "fund",
+            "oi",
+            "spread",
+            "imb",
+            "micro",
             "age",
-        )
+        ), "fund in (time to funding) is the first column dropped for width"
         row = table.get_row("BTCUSDT")
         btc = snapshot.symbols["BTCUSDT"]
         assert btc.signal is not None
@@ -67,8 +71,11 @@ async def test_rows_follow_the_snapshot_sorted_by_score(replay: FinishedReplay) 
         assert row[1].plain == "29116.20"
         assert row[3].plain == "neutral" and btc.signal.direction is Direction.NEUTRAL
         assert row[4].plain == f"{btc.signal.score:.0f}"
-        assert row[11].plain == f"{btc.funding_rate * 100:+.4f}%"  # type: ignore[operator]
-        assert row[12].plain == "0.0s"
+        col = table.columns_shown.index
+        assert row[col("fund")].plain == f"{btc.funding_rate * 100:+.4f}%"  # type: ignore[operator]
+        assert row[col("age")].plain == "0.0s"
+        # A kline replay records no depth or open interest: those cells say "unknown".
+        assert {row[col(k)].plain for k in ("oi", "spread", "imb", "micro")} == {"—"}
         assert "15 symbols" in str(table.border_title)
 
 
@@ -78,8 +85,9 @@ async def test_stale_rows_show_their_age_dimmed(history: HistoryService) -> None
         await pilot.pause()
         table = app.screen.query_one(SignalTable)
         stale = table.get_row(STALE_SYMBOL)
-        assert stale[12].plain == "45s"
-        assert stale[11].plain == "—", "no mark price seen, so no funding rate"
+        col = table.columns_shown.index
+        assert stale[col("age")].plain == "45s"
+        assert stale[col("fund")].plain == "—", "no mark price seen, so no funding rate"
         # Every cell of the stale row ends with the dim stale style (mono terminals too).
         assert all("dim" in str(cell.spans[-1].style) for cell in stale)
         fresh = table.get_row("BTCUSDT")
@@ -113,7 +121,7 @@ async def test_new_data_updates_changed_cells_only(fresh_history: HistoryService
         # The stale symbol got no data: only its age moved (45 s → 15 min).
         stale_cells = {call[1] for call in spies["update_cell"].calls if call[0] == STALE_SYMBOL}
         assert stale_cells == {"age"}
-        assert table.get_row(STALE_SYMBOL)[12].plain == "15m"
+        assert table.get_row(STALE_SYMBOL)[table.columns_shown.index("age")].plain == "15m"
         # Same RowKey objects: rows were updated in place, never re-created.
         assert {row.key.value: row.key for row in table.ordered_rows} == keys_before
         assert all(

@@ -17,6 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from tui import formatting as fmt
+from tui.widgets.orderbook import GLYPH_WALL
 from tui.widgets.signal_table import BASE_COLUMNS, TAIL_COLUMNS
 
 
@@ -125,6 +126,12 @@ class HelpScreen(ModalScreen[None]):
             "dimmed row",
             "stale: no market data for longer than the stale limit; it gets no new signals",
         )
+        glyphs.add_row(
+            "flashing row",
+            "a new spike on the symbol: price, volume, sweep or liquidation",
+        )
+        glyphs.add_row(*fmt.GLYPH_BOOK_LEGEND)
+        glyphs.add_row(GLYPH_WALL, "order book ladder: a wall (a level much larger than its peers)")
 
         columns = Table(box=None, padding=(0, 2), show_header=False)
         columns.add_column(no_wrap=True)
@@ -139,7 +146,9 @@ class HelpScreen(ModalScreen[None]):
         filters = Text(
             "Filter (/): words match symbols (btc eth); long, short, neutral keep those "
             "signals; enter keeps the filter, esc clears it. Click a column header to sort "
-            "by it (again to reverse)."
+            "by it (again to reverse). Columns (v) picks the columns shown; set the start-up "
+            "ones with columns = [...] in config.toml [ui] (narrow terminals drop the least "
+            "important first). In the symbol view, o swaps the charts for the order book."
         )
         return Group(
             Text("Keys", style=bold),

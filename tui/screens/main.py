@@ -23,6 +23,7 @@ from engine.config import RISK_PROFILE_NAMES
 from engine.models import EngineSnapshot
 from engine.service import MarketService
 from tui.commands import PaletteCommand
+from tui.screens.columns import ColumnPicker
 from tui.screens.symbol import SymbolScreen
 from tui.ui_config import UiConfig
 from tui.widgets.breadth import BreadthPane
@@ -48,6 +49,13 @@ class MainScreen(Screen[None]):
             "Breadth",
             tooltip="Show or hide market breadth",
             id="main.breadth",
+        ),
+        Binding(
+            "v",
+            "pick_columns",
+            "Columns",
+            tooltip="Choose the signal table's columns",
+            id="main.columns",
         ),
         Binding(
             "r",
@@ -89,7 +97,9 @@ class MainScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield StatusBar(self._exchange, id="status").data_bind(MainScreen.snapshot, MainScreen.now)
-        yield SignalTable(id="signals").data_bind(MainScreen.snapshot)
+        yield SignalTable(
+            columns=self._ui.columns, oi_window=self._ui.oi_window, id="signals"
+        ).data_bind(MainScreen.snapshot)
         yield Input(
             placeholder="filter: symbol text, long, short, neutral  (enter keeps, esc clears)",
             id="filter",
@@ -130,6 +140,17 @@ class MainScreen(Screen[None]):
         pane.display = not pane.display
         if pane.display and self.snapshot is not None:
             pane.update_snapshot(self.snapshot)
+
+    def action_pick_columns(self) -> None:
+        """Open the column picker; the checked columns replace the shown ones."""
+        table = self.table
+
+        def chosen(keys: frozenset[str] | None) -> None:
+            if keys is not None:
+                table.show_columns(keys)
+            table.focus()
+
+        self.app.push_screen(ColumnPicker(table.column_keys), chosen)
 
     def action_cycle_risk_profile(self) -> None:
         """Switch to the next risk profile; every symbol is re-evaluated."""
@@ -234,6 +255,9 @@ class MainScreen(Screen[None]):
             "Filter shorts", "Show only SHORT signals", partial(self.set_filter, "short")
         )
         yield PaletteCommand("Filter…", "Type a symbol or long/short/neutral", self.action_filter)
+        yield PaletteCommand(
+            "Columns…", "Choose the signal table's columns", self.action_pick_columns
+        )
         if table.filter_text:
             yield PaletteCommand("Clear filter", "Show every symbol", self.action_clear_filter)
         symbols = sorted(self.snapshot.symbols) if self.snapshot is not None else []

@@ -1,8 +1,11 @@
-"""Symbol view: candles + EMAs, RSI, trade plan and the votes behind the score.
+"""Symbol view: candles + EMAs, RSI, trade plan and the votes behind the score; ``o`` swaps
+them for the order book pane (ladder, flow, derivatives, micro score).
 
 Pushed by the main screen for one symbol. It pulls its own snapshots at ``ui.refresh_hz``
-(header, plan, votes) and candles at most twice a second, redrawing the charts only when
-the candles changed.
+(header, plan, votes, and ``service.micro(symbol)`` while the order book pane is shown) and
+candles at most twice a second, redrawing the charts only when the candles changed. It asks
+the pipeline for a local order book of the symbol on open (``want_book``) and releases it on
+close.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from tui import formatting as fmt
 from tui.commands import PaletteCommand
 from tui.ui_config import UiConfig
 from tui.widgets.charts import PriceChart, RsiChart, ema_periods_from
+from tui.widgets.orderbook import OrderBookPane
 from tui.widgets.status_bar import StatusBar
 from tui.widgets.symbol_header import SymbolHeader
 from tui.widgets.trade_plan import TradePlanPanel
@@ -49,6 +53,13 @@ class SymbolScreen(Screen[None]):
         Binding("escape,backspace", "back", "Back", id="symbol.back"),
         Binding("t", "next_timeframe", "Next tf", id="symbol.next_timeframe"),
         Binding("T", "previous_timeframe", "Prev tf", id="symbol.previous_timeframe"),
+        Binding(
+            "o",
+            "toggle_book",
+            "Book",
+            tooltip="Show the order book pane instead of the charts (again: back)",
+            id="symbol.book",
+        ),
         *[
             Binding(
                 str(n),
@@ -119,9 +130,14 @@ class SymbolScreen(Screen[None]):
                     yield RsiChart(bars=self._ui.chart_bars, id="rsi-chart")
                 yield TradePlanPanel(id="plan").data_bind(SymbolScreen.state)
             yield VoteTable(id="votes").data_bind(SymbolScreen.timeframe)
+        book = OrderBookPane(id="orderbook")
+        # The charts come first; at 80x24 the book takes the whole body when asked for (o).
+        book.display = False
+        yield book
         yield Footer()
 
     def on_mount(self) -> None:
+        self._service.want_book(self.symbol)
         self._tick()
         self._timer = self.set_interval(1 / self._ui.refresh_hz, self._tick, name="snapshot")
         self._candle_timer = self.set_interval(
@@ -132,6 +148,9 @@ class SymbolScreen(Screen[None]):
     def on_resize(self, event: events.Resize) -> None:
         self.set_class(event.size.width < NARROW_WIDTH, "-narrow")
         self.set_class(event.size.height < SHORT_HEIGHT, "-short")
+
+    def on_unmount(self) -> None:
+        self._service.want_book(self.symbol, False)
 
     def on_screen_suspend(self) -> None:
         for timer in (self._timer, self._candle_timer):
@@ -145,9 +164,31 @@ class SymbolScreen(Screen[None]):
 
     # ---------------------------------------------------------------- data
 
+    @property
+    def book_shown(self) -> bool:
+        """True while the order book pane replaces the charts."""
+        return self.has_class("-book")
+
+    def _poll_micro(self) -> None:
+        view = self._service.micro(self.symbol)
+        pane = self.query_one(OrderBookPane)
+        health = self._service.snapshot().health
+        # The last clause of the server's message is the part a trader needs.
+        reason = health.open_interest_reason.rsplit(": ", 1)[-1].rstrip(".")
+        note = {
+            "unavailable": f"unavailable: {reason}" if reason else "unavailable",
+            "disabled": "polling disabled (open_interest.enabled)",
+        }.get(health.open_interest, "")
+        if note != pane.oi_note:
+            pane.oi_note = note
+        if view != pane.view:
+            pane.view = view
+
     def _tick(self) -> None:
         snapshot = self._service.snapshot()
         self.now = self._clock()
+        if self.book_shown:
+            self._poll_micro()
         if snapshot is self.snapshot:
             return
         self.snapshot = snapshot
@@ -213,6 +254,15 @@ class SymbolScreen(Screen[None]):
         """Return to the signal table."""
         self.dismiss()
 
+    def action_toggle_book(self) -> None:
+        """Swap the charts for the order book pane, or back."""
+        shown = not self.book_shown
+        self.set_class(shown, "-book")
+        self.query_one(OrderBookPane).display = shown
+        self.query_one("#symbol-body").display = not shown
+        if shown:
+            self._poll_micro()
+
     def action_next_timeframe(self) -> None:
         """Show the next larger timeframe (wraps)."""
         self._step_timeframe(1)
@@ -241,4 +291,9 @@ class SymbolScreen(Screen[None]):
                 f"Chart {self.symbol} on {timeframe}",
                 partial(setattr, self, "timeframe", timeframe),
             )
+        yield PaletteCommand(
+            "Order book" if not self.book_shown else "Charts",
+            "Order book, flow and derivatives" if not self.book_shown else "Candles and votes",
+            self.action_toggle_book,
+        )
         yield PaletteCommand("Back to signals", "Return to the signal table", self.action_back)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
 from rich.style import Style
@@ -27,6 +28,7 @@ from textual.widgets import DataTable
 from engine.models import Direction, EngineSnapshot, SymbolState
 from tui import formatting as fmt
 from tui.formatting import CellContext, Palette
+from tui.ui_config import TABLE_COLUMNS
 
 CellFn = Callable[[SymbolState, CellContext], Text]
 SortFn = Callable[[SymbolState], "float | str | None"]
@@ -85,9 +87,10 @@ def _age(state: SymbolState) -> float:
 
 BASE_COLUMNS: tuple[ColumnSpec, ...] = (
     ColumnSpec(
-        key="symbol", label="symbol", width=13, drop_rank=0, cell=fmt.cell_symbol,
+        key="symbol", label="symbol", width=13, drop_rank=0, cell=fmt.cell_symbol_marked,
         sort=lambda s: s.symbol, descending=False,
-        meaning="venue symbol (USDT-margined perpetual)",
+        meaning=f"venue symbol (USDT-margined perpetual); {fmt.GLYPH_RESYNC} = its order book is "
+        "resyncing",
     ),
     ColumnSpec(
         key="last", label="last", width=10, drop_rank=2, cell=fmt.cell_price,
@@ -128,17 +131,79 @@ TAIL_COLUMNS: tuple[ColumnSpec, ...] = (
         meaning="funding rate per interval, percent (positive: longs pay shorts)",
     ),
     ColumnSpec(
+        key="fund_in", label="fund in", width=7, drop_rank=11, cell=fmt.cell_funding_in,
+        sort=lambda s: s.next_funding_time or None, descending=False,
+        meaning="time to the next funding, on the engine clock",
+    ),
+    ColumnSpec(
+        key="oi", label="OI Δ", width=7, drop_rank=8, cell=fmt.cell_oi_change,
+        sort=None, descending=True,  # replaced by oi_column(window) in build_columns
+        meaning="open interest change over [ui] oi_window (else the longest covered), percent",
+    ),
+    ColumnSpec(
+        key="spread", label="spread", width=6, drop_rank=9, cell=fmt.cell_spread,
+        sort=lambda s: s.spread_bps, descending=False,
+        meaning="bid/ask spread in basis points (order book, else book ticker)",
+    ),
+    ColumnSpec(
+        key="imb", label="imb", width=5, drop_rank=10, cell=fmt.cell_imbalance,
+        sort=lambda s: s.imbalance, descending=True,
+        meaning="order book imbalance in [-1, 1]; positive = more resting bids",
+    ),
+    ColumnSpec(
+        key="micro", label="micro", width=5, drop_rank=7, cell=fmt.cell_micro,
+        sort=lambda s: s.micro_score, descending=True,
+        meaning=f"microstructure score 0-100 (50 neutral); {fmt.GLYPH_LONG}/{fmt.GLYPH_SHORT} = "
+        "active MICRO_LONG/SHORT scalp signal",
+    ),
+    ColumnSpec(
         key="age", label="age", width=5, drop_rank=0, cell=fmt.cell_age,
         sort=_age, descending=False,
         meaning="time since the last market data for the symbol; stale rows are dimmed",
     ),
 )  # fmt: skip
-"""Columns after the vote columns."""
+"""Columns after the vote columns (drop ranks 7+: the microstructure columns go first)."""
 
-SORT_CYCLE: tuple[str, ...] = ("score", "change", "conf", "rr", "fund", "age", "symbol")
+SORT_CYCLE: tuple[str, ...] = (
+    "score", "change", "conf", "rr", "fund", "micro", "oi", "spread", "age", "symbol",
+)  # fmt: skip
 """Columns ``s`` cycles through, in order."""
 
 VOTE_PREFIX = "tf:"
+
+VOTES_KEY = "votes"
+"""``[ui] columns`` entry standing for every per-timeframe vote column."""
+
+LIVE_COLUMNS = frozenset({"age", "fund_in"})
+"""Columns that move with the clock alone: refreshed on every snapshot, not only when the
+row's data changed."""
+
+FLASH_S = 1.0
+"""How long a row flashes after a new spike (price, volume, sweep, liquidation)."""
+
+
+def visibility_key(column: ColumnSpec) -> str:
+    """The ``[ui] columns`` entry controlling ``column`` (``votes`` for vote columns)."""
+    return VOTES_KEY if column.key.startswith(VOTE_PREFIX) else column.key
+
+
+def oi_column(window: str) -> ColumnSpec:
+    """The open-interest change column, sorting by the same window it shows.
+
+    Args:
+        window: Preferred window (``[ui] oi_window``); rows without it use their longest.
+    """
+
+    def sort(state: SymbolState) -> float | None:
+        chosen = fmt.longest_oi_window(state.oi_change, window)
+        return state.oi_change[chosen] if chosen is not None else None
+
+    base = next(c for c in TAIL_COLUMNS if c.key == "oi")
+    label = f"OI {window}" if window and len(window) <= 3 else base.label
+    return ColumnSpec(
+        key=base.key, label=label, width=base.width, drop_rank=base.drop_rank,
+        cell=base.cell, sort=sort, descending=base.descending, meaning=base.meaning,
+    )  # fmt: skip
 
 
 def vote_column(timeframe: str) -> ColumnSpec:
@@ -163,9 +228,15 @@ def vote_column(timeframe: str) -> ColumnSpec:
     )
 
 
-def build_columns(timeframes: Iterable[str]) -> tuple[ColumnSpec, ...]:
-    """All columns for the configured timeframes, in display order."""
-    return BASE_COLUMNS + tuple(vote_column(tf) for tf in timeframes) + TAIL_COLUMNS
+def build_columns(timeframes: Iterable[str], oi_window: str = "") -> tuple[ColumnSpec, ...]:
+    """All columns for the configured timeframes, in display order.
+
+    Args:
+        timeframes: Configured timeframes (one vote column each).
+        oi_window: Open-interest change window of the ``oi`` column (see :func:`oi_column`).
+    """
+    tail = tuple(oi_column(oi_window) if c.key == "oi" else c for c in TAIL_COLUMNS)
+    return BASE_COLUMNS + tuple(vote_column(tf) for tf in timeframes) + tail
 
 
 def fit_columns(
@@ -264,8 +335,10 @@ class SignalTable(DataTable[Text]):
         "signal-table--stale",
         "signal-table--warning",
         "signal-table--muted",
+        "signal-table--flash",
     }
-    """Meaning styles for cells: long, short, stale rows, warnings, muted text."""
+    """Meaning styles for cells: long, short, stale rows, warnings, muted text, and the
+    style a row flashes in after a spike."""
 
     DEFAULT_CSS = """
     SignalTable {
@@ -275,6 +348,7 @@ class SignalTable(DataTable[Text]):
         & > .signal-table--stale { text-style: dim; }
         & > .signal-table--warning { color: $text-warning; }
         & > .signal-table--muted { text-style: dim; }
+        & > .signal-table--flash { text-style: reverse bold; }
     }
     """
 
@@ -286,6 +360,11 @@ class SignalTable(DataTable[Text]):
     """Sort direction (score, changes and rates default to highest first)."""
     filter_text: Reactive[str] = reactive("", init=False, repaint=False)
     """Filter: symbol fragments and/or ``long`` / ``short`` / ``neutral`` tokens."""
+    column_keys: Reactive[frozenset[str]] = reactive(
+        frozenset(TABLE_COLUMNS), init=False, repaint=False
+    )
+    """``[ui] columns`` keys the user wants shown (``symbol`` always is); narrow terminals
+    drop more (:func:`fit_columns`)."""
 
     class SymbolChosen(Message):
         """The user pressed enter (or clicked) on a row."""
@@ -295,15 +374,33 @@ class SignalTable(DataTable[Text]):
             """Venue symbol of the row."""
             super().__init__()
 
-    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
-        """Create an empty table; columns appear with the first snapshot."""
+    def __init__(
+        self,
+        *,
+        columns: Iterable[str] = TABLE_COLUMNS,
+        oi_window: str = "",
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        """Create an empty table; columns appear with the first snapshot.
+
+        Args:
+            columns: ``[ui] columns`` keys to show (:data:`tui.ui_config.TABLE_COLUMNS`).
+            oi_window: Open-interest change window of the ``oi`` column.
+            id: Widget id.
+            classes: CSS classes.
+        """
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=False)
+        self.set_reactive(SignalTable.column_keys, frozenset(columns) | {"symbol"})
+        self._oi_window = oi_window
+        self._spikes: dict[str, str] = {}
+        self._flashing: set[str] = set()
         self._all_columns: tuple[ColumnSpec, ...] = ()
         self._columns: tuple[ColumnSpec, ...] = ()
         self._timeframes: tuple[str, ...] | None = None
         self._rows: dict[str, _Row] = {}
         self._states: dict[str, SymbolState] = {}
-        self._ctx = CellContext()
+        self._ctx = CellContext(oi_window=oi_window)
         self._fit_width = 0
 
     # ----------------------------------------------------------------- public API
@@ -386,6 +483,28 @@ class SignalTable(DataTable[Text]):
     def watch_filter_text(self) -> None:
         self._sync()
 
+    def watch_column_keys(self) -> None:
+        self._sync()
+
+    @property
+    def flashing(self) -> frozenset[str]:
+        """Symbols whose rows are flashing right now (a spike arrived < :data:`FLASH_S` ago)."""
+        return frozenset(self._flashing)
+
+    def show_columns(self, keys: Iterable[str]) -> None:
+        """Show exactly these ``[ui] columns`` keys (``symbol`` is always shown).
+
+        Raises:
+            ValueError: naming unknown keys and listing the allowed ones.
+        """
+        wanted = frozenset(keys)
+        unknown = sorted(wanted - set(TABLE_COLUMNS))
+        if unknown:
+            raise ValueError(
+                f"unknown column(s) {', '.join(unknown)}; allowed: {', '.join(TABLE_COLUMNS)}"
+            )
+        self.column_keys = wanted | {"symbol"}
+
     # ---------------------------------------------------------------- events
 
     def on_mount(self) -> None:
@@ -450,6 +569,9 @@ class SignalTable(DataTable[Text]):
             muted=style("signal-table--muted", base.muted),
         )
 
+    def _flash_style(self) -> Style:
+        return self.get_component_rich_style("signal-table--flash", partial=True)
+
     def _layout_columns(self, timeframes: tuple[str, ...]) -> bool:
         """(Re)build the header when the timeframes or the width tier change.
 
@@ -461,10 +583,11 @@ class SignalTable(DataTable[Text]):
         """
         if timeframes != self._timeframes:
             self._timeframes = timeframes
-            self._all_columns = build_columns(timeframes)
+            self._all_columns = build_columns(timeframes, self._oi_window)
         available = self.scrollable_content_region.width or self.size.width
+        wanted = tuple(c for c in self._all_columns if visibility_key(c) in self.column_keys)
         # Leave room for the vertical scrollbar so the last column is never clipped.
-        columns = fit_columns(self._all_columns, available - 2, self.cell_padding)
+        columns = fit_columns(wanted, available - 2, self.cell_padding)
         if columns == self._columns:
             return False
         self.clear(columns=True)
@@ -490,6 +613,8 @@ class SignalTable(DataTable[Text]):
                 if matches_filter(state, directions, fragments)
             }
             self._states = wanted
+            self._ctx.now_ms = snapshot.time
+            self._start_flashes(snapshot, rebuilt)
             gone = [s for s in self._rows if s not in wanted]
             for symbol in gone:
                 self.remove_row(symbol)
@@ -505,28 +630,69 @@ class SignalTable(DataTable[Text]):
                     self.move_cursor(row=self.get_row_index(cursor_symbol), animate=False)
             self._update_title()
 
+    def _start_flashes(self, snapshot: EngineSnapshot, rebuilt: bool) -> None:
+        """Flash rows whose spike kind just changed to a non-empty one.
+
+        Rows seen for the first time (start, re-layout) do not flash: only a spike that
+        arrives while the user watches is news.
+        """
+        fresh = not self._spikes or rebuilt
+        for symbol, state in snapshot.symbols.items():
+            before = self._spikes.get(symbol)
+            self._spikes[symbol] = state.spike
+            if fresh or before is None or not state.spike or state.spike == before:
+                continue
+            if symbol not in self._flashing:
+                self._flashing.add(symbol)
+                self.set_timer(FLASH_S, partial(self._end_flash, symbol), name="row flash")
+        for symbol in [s for s in self._spikes if s not in snapshot.symbols]:
+            del self._spikes[symbol]
+
+    def _end_flash(self, symbol: str) -> None:
+        self._flashing.discard(symbol)
+        row = self._rows.get(symbol)
+        if row is not None:
+            row.basis = ()  # rebuild its cells without the flash
+        self._sync()
+
+    def _cell(self, column: ColumnSpec, state: SymbolState, flashing: bool) -> Text:
+        cell = column.cell(state, self._ctx)
+        if flashing:
+            # The base style, not a span, so the whole padded cell flashes.
+            cell.style = Style.combine([_as_style(cell.style), self._flash_style()])
+        return cell
+
     def _apply_row(self, symbol: str, state: SymbolState) -> None:
+        flashing = symbol in self._flashing
         basis = (
             state.last_price,
             state.change_24h_pct,
             state.funding_rate,
             state.signal,
             state.stale,
+            state.next_funding_time,
+            state.oi_change,
+            state.spread_bps,
+            state.imbalance,
+            state.micro_score,
+            state.micro_signal,
+            state.book,
+            flashing,
         )
         previous = self._rows.get(symbol)
         if previous is None:
-            cells = {c.key: c.cell(state, self._ctx) for c in self._columns}
+            cells = {c.key: self._cell(c, state, flashing) for c in self._columns}
             self.add_row(*cells.values(), key=symbol)
             self._rows[symbol] = _Row(basis, cells)
             return
         if previous.basis == basis:
-            # Only the data age moves between candle closes: touch just that cell.
-            columns: Iterable[ColumnSpec] = [c for c in self._columns if c.key == "age"]
+            # Only the clock moves between updates: touch just the age and countdown cells.
+            columns: Iterable[ColumnSpec] = [c for c in self._columns if c.key in LIVE_COLUMNS]
         else:
             columns = self._columns
             previous.basis = basis
         for column in columns:
-            cell = column.cell(state, self._ctx)
+            cell = self._cell(column, state, flashing)
             if not _same(cell, previous.cells[column.key]):
                 previous.cells[column.key] = cell
                 self.update_cell(symbol, column.key, cell)
@@ -554,7 +720,8 @@ class SignalTable(DataTable[Text]):
         if order == self.symbols_shown:
             return False
         rank = {symbol: index for index, symbol in enumerate(order)}
-        self.sort("symbol", key=lambda cell: rank[cell.plain])
+        # The symbol cell may carry the book marker after the symbol: rank by the symbol.
+        self.sort("symbol", key=lambda cell: rank[cell.plain.split(" ", 1)[0]])
         return True
 
     def _update_title(self) -> None:
@@ -565,6 +732,10 @@ class SignalTable(DataTable[Text]):
             parts.append(f"filter “{self.filter_text.strip()}”")
         parts.append(f"{shown}/{total}" if shown != total else f"{total} symbols")
         self.border_title = "  ·  ".join(parts)
+
+
+def _as_style(style: str | Style) -> Style:
+    return Style.parse(style) if isinstance(style, str) else style
 
 
 def _justify(column: ColumnSpec) -> Any:

@@ -37,6 +37,42 @@ class _Segment:
     text: Text
     priority: int
     """0 = always shown; higher numbers are dropped first when the line is too narrow."""
+    full: Text | None = None
+    """A longer form of ``text``, shown instead when there is room left after every kept
+    part got its place."""
+
+
+OI_REASON_CHARS = 32
+"""Open-interest ``unavailable`` reasons are cut to this many characters in the bar."""
+
+
+def book_health(health: FeedHealth) -> tuple[str, str] | None:
+    """Book health for the status bar, short and full: ``books 18/20`` and
+    ``books 18/20 synced · 2 resyncs · 1 gap``; ``None`` when no book is kept."""
+    if not health.books:
+        return None
+    short = f"books {health.books_synced}/{health.books}"
+    parts = [f"{short} synced"]
+    if health.book_resyncs:
+        parts.append(f"{health.book_resyncs} resync{'s' if health.book_resyncs != 1 else ''}")
+    if health.book_gaps:
+        parts.append(f"{health.book_gaps} gap{'s' if health.book_gaps != 1 else ''}")
+    return short, " · ".join(parts)
+
+
+def open_interest_health(health: FeedHealth) -> tuple[str, str] | None:
+    """Open-interest state for the status bar while ``unavailable``: ``OI unavailable`` and
+    ``OI unavailable: <reason, cut short>``; ``None`` in any other state."""
+    if health.open_interest != "unavailable":
+        return None
+    short = "OI unavailable"
+    # The last clause says why; the leading ones name the wrapper ("... not supported: ").
+    reason = health.open_interest_reason.strip().rsplit(": ", 1)[-1]
+    if not reason:
+        return short, short
+    if len(reason) > OI_REASON_CHARS:
+        reason = reason[: OI_REASON_CHARS - 1] + "…"
+    return short, f"{short}: {reason}"
 
 
 def _backfill_bar(done: int, total: int, width: int = 8) -> str:
@@ -167,6 +203,20 @@ class StatusBar(Widget):
         if health.stale_streams:
             stale = Text(f"stale streams {health.stale_streams}", style=self._style("warning"))
             segments.append(_Segment(stale, 1))
+        books = book_health(health)
+        if books is not None:
+            # Unsynced books are the news; all synced is reassurance and goes earlier.
+            behind = health.books_synced < health.books
+            style = self._style("warning") if behind else Style()
+            short, full = books
+            segments.append(_Segment(Text(short, style=style), 1 if behind else 3,
+                                     Text(full, style=style)))
+        oi = open_interest_health(health)
+        if oi is not None:
+            short, full = oi
+            warn = self._style("warning")
+            # Named early: OI columns and the micro score's OI factor stay empty without it.
+            segments.append(_Segment(Text(short, style=warn), 1, Text(full, style=warn)))
         segments.append(_Segment(self._signal_counts(snapshot), 4))
         if snapshot.breadth is not None:
             # Market state at a glance (the breadth pane, b, has the rest).
@@ -221,12 +271,22 @@ class StatusBar(Widget):
         # their natural order.
         kept: set[int] = set()
         used = 1
-        for index in sorted(range(len(segments)), key=lambda i: segments[i].priority):
+        by_priority = sorted(range(len(segments)), key=lambda i: segments[i].priority)
+        for index in by_priority:
             cost = segments[index].text.cell_len + (separator.cell_len if kept else 0)
             if segments[index].priority == 0 or used + cost <= budget:
                 kept.add(index)
                 used += cost
-        line = separator.join(s.text for i, s in enumerate(segments) if i in kept)
+        # Then give kept parts their long form, most important first, while room remains.
+        texts = [s.text for s in segments]
+        for index in by_priority:
+            full = segments[index].full
+            if index in kept and full is not None:
+                extra = full.cell_len - texts[index].cell_len
+                if used + extra <= budget:
+                    texts[index] = full
+                    used += extra
+        line = separator.join(t for i, t in enumerate(texts) if i in kept)
         line.pad_left(1)
         line.truncate(max(0, budget), overflow="ellipsis")
         gap = max(1, width - line.cell_len - clock.cell_len - 1)
