@@ -208,6 +208,9 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True):
         patterns: Candlestick patterns on the entry timeframe's last candle.
         factors: Full factor breakdown (indicators, regime, reversion, cluster, blend,
             filters) in evaluation order.
+        calibrated_confidence: ``confidence`` mapped to a measured probability of TP1 before
+            the stop by the fitted calibration model (``engine.calibration``); ``None`` when no
+            model is fitted for this signal source: show it as uncalibrated.
     """
 
     symbol: str
@@ -227,6 +230,7 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True):
     risk_profile: str = "balanced"
     patterns: tuple[str, ...] = ()
     factors: tuple[Factor, ...] = ()
+    calibrated_confidence: float | None = None
 
 
 class SymbolState(msgspec.Struct, frozen=True, kw_only=True):

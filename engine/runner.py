@@ -19,11 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.alerts.config import AlertsConfig
 from engine.config import EngineConfig
+from engine.desk import Desk
 from engine.engine import Engine
+from engine.history import SignalHistory, TrackRecord
 from engine.micro import MicroConfig
 from engine.microfeed import MicroFeed
 from engine.models import CandleSeries, EngineSnapshot, FeedHealth, MicroView
+from engine.outcomes import OutcomeConfig
+from engine.picks import PicksConfig
 from feeds.backoff import Backoff
 from feeds.binance_futures import BinanceFuturesFeed
 from feeds.config import (
@@ -45,6 +50,7 @@ from feeds.routing import (
     kline_stream,
     parse_stream,
 )
+from storage.db import Database, DatabaseError
 from storage.kline_cache import KlineCache
 
 log = logging.getLogger(__name__)
@@ -85,6 +91,13 @@ class MarketRunner:
         books: Order book section (which symbols get a book, sync policy).
         open_interest: Open-interest polling section.
         micro: Microstructure features, score and scalp signal section.
+        db_path: SQLite database for signal history (``":memory:"`` keeps it for this run
+            only); ``None`` stores nothing.
+        outcomes: Outcome horizon and costs of the tracked signals.
+        picks: Picks settings (expiry, paper sizing).
+        alerts: Alert rules and channels.
+        desk: Run the desk (picks, watchlist, alerts) on the database; headless commands
+            leave it off so they never send alerts.
     """
 
     def __init__(
@@ -100,6 +113,11 @@ class MarketRunner:
         books: BookConfig | None = None,
         open_interest: OpenInterestConfig | None = None,
         micro: MicroConfig | None = None,
+        db_path: Path | str | None = None,
+        outcomes: OutcomeConfig | None = None,
+        picks: PicksConfig | None = None,
+        alerts: AlertsConfig | None = None,
+        desk: bool = True,
     ) -> None:
         self._endpoints = endpoints
         self._universe_cfg = universe
@@ -122,6 +140,16 @@ class MarketRunner:
         self._rest: BinanceRest | None = None
         self.micro_feed: MicroFeed | None = None
         """Books and open interest (set once the universe is known)."""
+        self._db_path = db_path
+        self._outcomes = outcomes
+        self._db: Database | None = None
+        self.history: SignalHistory | None = None
+        """Signal history and track record (``None`` without a database)."""
+        self._picks_cfg = picks or PicksConfig()
+        self._alerts_cfg = alerts or AlertsConfig()
+        self._desk: Desk | None = None
+        self._desk_wanted = desk
+        self._bar_closed = asyncio.Event()
         self.ready = asyncio.Event()
         """Set once the universe is known and backfill has finished."""
         if replay is not None:
@@ -161,6 +189,14 @@ class MarketRunner:
         """Order book pane data (see :class:`engine.service.MarketService`)."""
         return self.engine.micro_view(symbol)
 
+    def desk(self) -> Desk | None:
+        """Picks, watchlist and alerts (see :class:`engine.service.MarketService`)."""
+        return self._desk
+
+    def track_record(self) -> TrackRecord | None:
+        """Outcomes of emitted signals (see :class:`engine.service.MarketService`)."""
+        return self.history.track_record if self.history is not None else None
+
     def want_book(self, symbol: str, wanted: bool = True) -> None:
         """Book on demand (see :class:`engine.service.MarketService`)."""
         if self.micro_feed is not None:
@@ -186,7 +222,12 @@ class MarketRunner:
                 while True:
                     await self.engine.recompute()
                     self.engine.evaluate_micro()
-                    await asyncio.sleep(RECOMPUTE_INTERVAL_S)
+                    self._observe_history()
+                    # Wake at once when a base-timeframe bar closes: the signal of that bar
+                    # is evaluated (and stored) before the next bar can replace it.
+                    self._bar_closed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._bar_closed.wait(), RECOMPUTE_INTERVAL_S)
             finally:
                 await _cancel(tasks)
         finally:
@@ -216,11 +257,53 @@ class MarketRunner:
                 while await self.engine.recompute():
                     pass
                 self.engine.evaluate_micro()
+                self._observe_history()
                 return self.snapshot()
         finally:
             await self._shutdown()
 
     # -- internals -----------------------------------------------------------------------
+
+    def _observe_history(self) -> None:
+        if self.history is None and self._desk is None:
+            return
+        snapshot = self.snapshot()
+        if self.history is not None:
+            self.history.observe(snapshot, self.engine.store.arrays)
+        if self._desk is not None:
+            self._desk.on_snapshot(snapshot)
+
+    async def _open_history(self) -> None:
+        if self._db_path is None or self.history is not None:
+            return
+        db = Database(self._db_path)
+        try:
+            await db.open()
+        except DatabaseError as exc:
+            # The scanner works without history; the log says why nothing is tracked.
+            log.error("%s; signals are not stored", exc)
+            return
+        self._db = db
+        source = (
+            f"replay:{self._replay.path.name}" if self._replay is not None else "live:binanceusdm"
+        )
+        history = SignalHistory(
+            db, source=source, timeframes=list(self._engine_config.timeframes.timeframes),
+            outcomes=self._outcomes,
+        )
+        await history.start()
+        self.history = history
+        if not self._desk_wanted:
+            return
+        desk = Desk(db, picks=self._picks_cfg, alerts=self._alerts_cfg, clock=self._clock)
+        await desk.start()
+        self._desk = desk
+        # Watched symbols always get an order book (mark prices come for every symbol).
+        if self.micro_feed is not None:
+            feed = self.micro_feed
+            for symbol in desk.watchlist():
+                feed.want_book(symbol)
+            desk.on_watch_change(feed.want_book)
 
     def _start_workers(self) -> list[asyncio.Task[None]]:
         assert self._adapter is not None
@@ -273,6 +356,7 @@ class MarketRunner:
                 self._retry_at = time.monotonic() + delay
                 log.warning("bootstrap failed: %s; retry in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
+        await self._open_history()
         self._mode = "REPLAY" if self._replay else "CONNECTING"
         self._reason, self._retry_at = "", None
         self.ready.set()
@@ -377,6 +461,10 @@ class MarketRunner:
             self._buffer.append(event)
             return
         self.engine.on_event(event)
+        if isinstance(event, Kline) and event.closed and event.interval == self._streamed[0]:
+            self._bar_closed.set()
+        if self._desk is not None:
+            self._desk.on_event(event)
 
     def _health(self) -> FeedHealth:
         stats = self._adapter.stats if self._adapter else None
@@ -432,6 +520,14 @@ class MarketRunner:
         )
 
     async def _shutdown(self) -> None:
+        # Both stay readable after the run (a finished scan still reports its track record).
+        if self._desk is not None:
+            await self._desk.stop()
+        if self.history is not None:
+            await self.history.stop()
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
         if self._rest is not None:
             await self._rest.close()
             self._rest = None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from engine.desk import Desk
+from engine.history import TrackRecord
 from engine.models import CandleSeries, EngineSnapshot, MicroView
 
 
@@ -36,6 +38,18 @@ class MarketService(Protocol):
         """Order book, flow, derivatives and microstructure score of ``symbol`` for the order
         book pane, or ``None`` if the symbol is unknown. A symbol without a book gets a view
         with ``book.state == "none"`` (call :meth:`want_book` to get one)."""
+        ...
+
+    def desk(self) -> Desk | None:
+        """Picks, watchlist and alerts (:class:`engine.desk.Desk`: frozen ``snapshot()`` for
+        views; ``add_pick`` / ``close_pick`` / ``remove_pick`` / ``toggle_watch`` commit to the
+        database before returning), or ``None`` when nothing is stored (no database)."""
+        ...
+
+    def track_record(self) -> TrackRecord | None:
+        """Outcomes of the emitted signals of this run's data source per signal type and
+        symbol (count, hit rate with its Wilson interval, average R, expectancy), or ``None``
+        when nothing is stored (no database)."""
         ...
 
     def want_book(self, symbol: str, wanted: bool = True) -> None:

@@ -66,8 +66,131 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX verdicts_symbol ON verdicts (symbol, signal_as_of);
         """,
     ),
+    Migration(
+        2,
+        "signal history, outcomes and calibration models",
+        """
+        CREATE TABLE signals (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            symbol TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('technical', 'micro', 'verdict')),
+            signal_type TEXT NOT NULL,
+            direction TEXT NOT NULL CHECK (direction IN ('LONG', 'SHORT')),
+            as_of INTEGER NOT NULL,
+            timeframes TEXT NOT NULL,
+            score REAL NOT NULL,
+            confidence REAL NOT NULL,
+            calibrated REAL,
+            entry REAL NOT NULL,
+            stop_loss REAL NOT NULL,
+            take_profit_1 REAL NOT NULL,
+            take_profit_2 REAL NOT NULL,
+            risk_reward REAL NOT NULL,
+            plan_timeframe TEXT NOT NULL,
+            atr REAL NOT NULL,
+            regime TEXT NOT NULL DEFAULT '',
+            risk_profile TEXT NOT NULL,
+            factors TEXT NOT NULL,
+            source TEXT NOT NULL,
+            engine_version TEXT NOT NULL,
+            stored_ms INTEGER NOT NULL,
+            UNIQUE (symbol, kind, as_of, source)
+        );
+        CREATE INDEX signals_symbol ON signals (symbol, as_of);
+        CREATE INDEX signals_type ON signals (signal_type, as_of);
+        CREATE TRIGGER signals_immutable BEFORE UPDATE ON signals
+        BEGIN SELECT RAISE(ABORT, 'signals are immutable once stored'); END;
+        CREATE TABLE outcomes (
+            signal_id INTEGER PRIMARY KEY REFERENCES signals (id),
+            result TEXT NOT NULL CHECK (result IN ('TP1', 'TP2', 'SL', 'TIMEOUT')),
+            exit_time INTEGER NOT NULL,
+            exit_price REAL NOT NULL,
+            bars INTEGER NOT NULL,
+            time_to_outcome_ms INTEGER NOT NULL,
+            mfe_r REAL NOT NULL,
+            mae_r REAL NOT NULL,
+            realized_r REAL NOT NULL,
+            resolved_by TEXT NOT NULL
+                CHECK (resolved_by IN ('bar', 'lower_timeframe', 'conservative', 'timeout')),
+            updated_ms INTEGER NOT NULL
+        );
+        CREATE INDEX signals_open ON signals (source, kind, symbol);
+        CREATE TABLE calibration_models (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            fitted_ms INTEGER NOT NULL,
+            data_from INTEGER NOT NULL,
+            data_to INTEGER NOT NULL,
+            source TEXT NOT NULL,
+            engine_version TEXT NOT NULL,
+            samples INTEGER NOT NULL,
+            ece_before REAL,
+            ece_after REAL,
+            model TEXT NOT NULL
+        );
+        """,
+    ),
+    Migration(
+        3,
+        "picks, watchlist and alert log",
+        """
+        CREATE TABLE picks (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            symbol TEXT NOT NULL,
+            side TEXT NOT NULL CHECK (side IN ('LONG', 'SHORT')),
+            entry REAL NOT NULL,
+            stop_loss REAL NOT NULL,
+            take_profit_1 REAL NOT NULL,
+            take_profit_2 REAL,
+            size_quote REAL,
+            risk_pct REAL,
+            note TEXT NOT NULL DEFAULT '',
+            signal_type TEXT NOT NULL DEFAULT '',
+            signal_as_of INTEGER,
+            status TEXT NOT NULL
+                CHECK (status IN ('OPEN', 'TP1', 'TP2', 'SL', 'CLOSED', 'EXPIRED')),
+            opened_ms INTEGER NOT NULL,
+            expires_ms INTEGER,
+            closed_ms INTEGER,
+            close_price REAL,
+            realized_r REAL,
+            last_price REAL,
+            last_price_ms INTEGER
+        );
+        CREATE INDEX picks_status ON picks (status, opened_ms);
+        CREATE TABLE pick_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            pick_id INTEGER NOT NULL REFERENCES picks (id),
+            time_ms INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            price REAL,
+            note TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX pick_events_pick ON pick_events (pick_id, id);
+        CREATE TABLE watchlist (
+            symbol TEXT PRIMARY KEY,
+            added_ms INTEGER NOT NULL
+        );
+        CREATE TABLE alert_log (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            time_ms INTEGER NOT NULL,
+            rule TEXT NOT NULL,
+            symbol TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            message TEXT NOT NULL,
+            payload TEXT NOT NULL DEFAULT '{}',
+            delivered TEXT NOT NULL DEFAULT '',
+            failed TEXT NOT NULL DEFAULT '',
+            pending TEXT NOT NULL DEFAULT '',
+            errors TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX alert_log_time ON alert_log (time_ms);
+        CREATE INDEX alert_log_rule ON alert_log (rule, symbol, time_ms);
+        """,
+    ),
 ]
-"""Every schema step, in order. Append only."""
+"""Every schema step, in order. Append only (each helper module owns the SQL of its step
+until it ships: 2 is ``storage.signals``, 3 is ``storage.picks`` / ``storage.alerts``)."""
 
 
 class DatabaseError(Exception):

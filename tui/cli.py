@@ -150,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "market state (breadth), exit")
     _common_options(breadth, suppress=True)
     breadth.add_argument("--json", action="store_true", help="one JSON object")
+    from tui.picks_cli import register as register_picks
+
+    register_picks(sub)
     return parser
 
 
@@ -193,6 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.ask import run_ask
 
             return run_ask(settings, args)
+        if args.command == "picks":
+            _configure_logging(args.verbose, None)
+            from tui.picks_cli import run_picks
+
+            return run_picks(settings, args)
         _configure_logging(args.verbose, settings.data_path() / "perpscope.log")
         return _run_tui(settings, args)
     except ConfigError as exc:
@@ -209,7 +217,7 @@ def _run_tui(settings: Settings, args: argparse.Namespace) -> int:
     from tui.app import make_app
     from tui.headless import build_runner
 
-    runner = build_runner(settings, args, default_speed=1.0)
+    runner = build_runner(settings, args, default_speed=1.0, desk=True)
     from storage.db import DB_NAME
 
     # Replays keep chats in memory: verdicts on recorded data must not mix with live ones.

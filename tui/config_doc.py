@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from tui.settings import Settings
 
@@ -49,6 +49,48 @@ def _comment(text: str | None) -> list[str]:
     return ["# " + line for line in textwrap.wrap(flat, width=94)]
 
 
+def _is_model_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, BaseModel) for v in value)
+
+
+def _table(path: str, model: BaseModel, *, array: bool = False) -> list[str]:
+    """One TOML table: its plain keys first, then nested tables and arrays of tables."""
+    out = [f"[[{path}]]" if array else f"[{path}]"]
+    nested: list[tuple[str, Any, str | None]] = []
+    for key, sub in type(model).model_fields.items():
+        value = getattr(model, key)
+        if isinstance(value, BaseModel) or _is_model_list(value):
+            nested.append((key, value, sub.description))
+            continue
+        if not array:
+            out.extend(_comment(sub.description))
+        if value is None or isinstance(value, SecretStr):
+            # Secrets are never written out; None has no TOML spelling.
+            out.append(f"# {key} =")
+        else:
+            out.append(f"{key} = {_toml_value(value)}")
+    for key, value, description in nested:
+        out.append("")
+        out.extend(_comment(description))
+        if isinstance(value, BaseModel):
+            out.extend(_table(f"{path}.{key}", value))
+        else:
+            for i, item in enumerate(value):
+                if i == 0:
+                    out.extend(_item_comments(item))
+                out.extend(_table(f"{path}.{key}", item, array=True))
+    return out
+
+
+def _item_comments(item: BaseModel) -> list[str]:
+    """Each key of an array-of-tables item, documented once before the first item."""
+    out: list[str] = []
+    for key, sub in type(item).model_fields.items():
+        text = sub.description or ""
+        out.extend(_comment(f"{key}: {text}" if text else key))
+    return out
+
+
 def render_default_config() -> str:
     """The documented default configuration as TOML text."""
     defaults = Settings.model_construct()
@@ -57,14 +99,7 @@ def render_default_config() -> str:
         section: BaseModel = getattr(defaults, name)
         out.append("")
         out.extend(_comment(field.description))
-        out.append(f"[{name}]")
-        for key, sub in type(section).model_fields.items():
-            out.extend(_comment(sub.description))
-            value = getattr(section, key)
-            if value is None:
-                out.append(f"# {key} =")
-            else:
-                out.append(f"{key} = {_toml_value(value)}")
+        out.extend(_table(name, section))
     return "\n".join(out) + "\n"
 
 

@@ -14,6 +14,7 @@ from engine.models import EngineSnapshot
 from engine.runner import MarketRunner, ReplayOptions
 from feeds.replay.loaders import ReplayDataError
 from feeds.rest import RestError
+from storage.db import DB_NAME
 from tui.scan_output import breadth_json, print_breadth, print_table, to_csv, to_json_lines
 from tui.settings import Settings
 
@@ -23,11 +24,17 @@ EXIT_USAGE = 2
 
 
 def build_runner(
-    settings: Settings, args: argparse.Namespace, *, default_speed: float | None
+    settings: Settings,
+    args: argparse.Namespace,
+    *,
+    default_speed: float | None,
+    desk: bool = False,
 ) -> MarketRunner:
     """A :class:`MarketRunner` from settings and the common CLI options.
 
     ``default_speed`` applies when ``--speed`` was not given (``None`` = as fast as consumed).
+    ``desk`` enables picks, watchlist and alerts (the TUI); headless commands only store signal
+    history, so a cron ``scan`` never sends alerts.
     """
     replay = None
     if getattr(args, "replay", None) is not None:
@@ -43,6 +50,12 @@ def build_runner(
         books=settings.book,
         open_interest=settings.open_interest,
         micro=settings.micro,
+        # Replays keep their history in memory: recorded sessions must not mix with live ones.
+        db_path=":memory:" if replay is not None else settings.data_path() / DB_NAME,
+        outcomes=settings.outcomes,
+        picks=settings.picks,
+        alerts=settings.alerts,
+        desk=desk,
     )
 
 

@@ -27,8 +27,11 @@ from pydantic_settings import (
 )
 
 from ai.config import AiConfig
+from engine.alerts.config import AlertsConfig
 from engine.config import EngineConfig, IndicatorConfig, SignalConfig, TimeframeConfig
 from engine.micro import MicroConfig
+from engine.outcomes import OutcomeConfig
+from engine.picks import PicksConfig
 from feeds.config import (
     BookConfig,
     EndpointConfig,
@@ -101,6 +104,12 @@ class Settings(BaseSettings):
     """Engine-wide settings."""
     micro: MicroConfig = Field(default_factory=MicroConfig)
     """Microstructure features, score and scalp signals (symbols with an order book)."""
+    outcomes: OutcomeConfig = Field(default_factory=OutcomeConfig)
+    """How emitted signals are judged: horizon per timeframe, fees and slippage."""
+    picks: PicksConfig = Field(default_factory=PicksConfig)
+    """Picks: expiry, the TP1 part taken, optional paper sizing."""
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    """Alert rules and delivery channels (in-app, desktop, Telegram, webhook)."""
     ui: UiConfig = Field(default_factory=UiConfig)
     """Terminal UI."""
     ai: AiConfig = Field(default_factory=AiConfig)

@@ -30,8 +30,8 @@ async def test_later_migrations_apply_once_in_order(tmp_path: Path) -> None:
         pass
     extra = [
         *MIGRATIONS,
-        Migration(len(MIGRATIONS) + 1, "signals", "CREATE TABLE signals (id INTEGER);"),
-        Migration(len(MIGRATIONS) + 2, "picks", "CREATE TABLE picks (id INTEGER);"),
+        Migration(len(MIGRATIONS) + 1, "later one", "CREATE TABLE later_one (id INTEGER);"),
+        Migration(len(MIGRATIONS) + 2, "later two", "CREATE TABLE later_two (id INTEGER);"),
     ]
     async with Database(path, extra) as db:
         assert await db.schema_version() == len(MIGRATIONS) + 2
@@ -40,7 +40,7 @@ async def test_later_migrations_apply_once_in_order(tmp_path: Path) -> None:
     async with db, db.conn.execute("SELECT version, name FROM schema_version") as cursor:
         rows = await cursor.fetchall()
     assert [r[0] for r in rows] == list(range(1, len(MIGRATIONS) + 3))
-    assert rows[-1][1] == "picks"
+    assert rows[-1][1] == "later two"
 
 
 async def test_failed_migration_applies_nothing(tmp_path: Path) -> None:

@@ -20,7 +20,9 @@ import msgspec
 import polars as pl
 
 from engine.config import EngineConfig
+from engine.desk import Desk
 from engine.engine import Engine
+from engine.history import TrackRecord
 from engine.models import CandleSeries, EngineSnapshot, FeedHealth, MicroView
 from engine.runner import MarketRunner, ReplayOptions
 from engine.service import MarketService
@@ -170,6 +172,14 @@ class HistoryService:
         """The engine's view (no books here: kline history has no depth)."""
         return self.engine.micro_view(symbol)
 
+    def track_record(self) -> TrackRecord | None:
+        """No signal history behind this service."""
+        return None
+
+    def desk(self) -> Desk | None:
+        """No database behind this service: no picks, watchlist or alerts."""
+        return None
+
     def want_book(self, symbol: str, wanted: bool = True) -> None:
         """Recorded klines hold no depth: nothing to subscribe."""
         self.wanted_books[symbol] = wanted
@@ -229,6 +239,14 @@ class FinishedReplay:
     def micro(self, symbol: str) -> MicroView | None:
         """The finished runner's order book view."""
         return self.runner.micro(symbol)
+
+    def track_record(self) -> TrackRecord | None:
+        """The finished runner's track record."""
+        return self.runner.track_record()
+
+    def desk(self) -> Desk | None:
+        """The finished runner's desk (``None``: it ran without a database)."""
+        return self.runner.desk()
 
     def want_book(self, symbol: str, wanted: bool = True) -> None:
         """Recorded for assertions; the replay is over, so nothing is subscribed."""

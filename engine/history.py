@@ -1,0 +1,133 @@
+"""Signal history for a running pipeline: the store, the recorder and the live track record.
+
+:class:`SignalHistory` owns the :class:`storage.signals.SignalStore` (one writer task) on the
+pipeline's database and the :class:`engine.signal_log.SignalLog` that decides which signals are
+emitted and resolves their outcomes from closed candles. After every engine recompute the runner
+hands it the snapshot; it keeps the resolved outcomes of its data source in memory (loaded from
+the database at start, then appended as trades resolve) and publishes the track record per signal
+type and per symbol as one frozen :class:`TrackRecord` for the UI and the AI context.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import msgspec
+
+from engine.models import EngineSnapshot
+from engine.outcomes import Outcome, OutcomeConfig
+from engine.signal_log import CandleSource, SignalLog
+from engine.track_record import TrackStats, track_stats
+from storage.db import Database
+from storage.signals import SignalRecord, SignalStore
+
+log = logging.getLogger(__name__)
+
+
+class TrackRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """Resolved-signal statistics of one data source.
+
+    Attributes:
+        source: Data source label (``live:binanceusdm``, ``replay:<file>``).
+        version: Increments whenever an outcome was added.
+        by_type: Signal type (``MOMENTUM_LONG``, ``MICRO_SHORT``...) → stats.
+        by_symbol: Symbol → stats over all its signal types.
+        by_symbol_type: ``<symbol>/<signal type>`` → stats.
+        overall: Stats over everything (key ``ALL``).
+        open_trades: Emitted signals still waiting for an outcome.
+    """
+
+    source: str
+    version: int = 0
+    by_type: dict[str, TrackStats] = msgspec.field(default_factory=dict)
+    by_symbol: dict[str, TrackStats] = msgspec.field(default_factory=dict)
+    by_symbol_type: dict[str, TrackStats] = msgspec.field(default_factory=dict)
+    overall: TrackStats | None = None
+    open_trades: int = 0
+
+
+class SignalHistory:
+    """Stores emitted signals and outcomes of one pipeline and keeps its track record.
+
+    Args:
+        db: The opened database.
+        source: Data source label stored with every signal.
+        timeframes: Configured timeframes.
+        outcomes: Outcome horizon and costs.
+        calibrate: ``(kind, confidence) -> calibrated probability`` or ``None`` per signal.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        source: str,
+        timeframes: list[str],
+        outcomes: OutcomeConfig | None = None,
+        calibrate: Callable[[str, float], float | None] | None = None,
+    ) -> None:
+        self.store = SignalStore(db)
+        """The signal store (its writer task runs between :meth:`start` and :meth:`stop`)."""
+        self.log = SignalLog(
+            self.store, source=source, timeframes=timeframes, cfg=outcomes, calibrate=calibrate
+        )
+        """The recorder (emission rule and outcome tracking)."""
+        self._source = source
+        self._resolved: list[tuple[SignalRecord, Outcome]] = []
+        self._record = TrackRecord(source=source)
+
+    async def start(self) -> None:
+        """Start the writer, resume open trades and load the resolved history of the source."""
+        self.store.start()
+        stored = await self.store.history(source=self._source)
+        self.log.resume(s.record for s in stored if s.outcome is None)
+        self._resolved = [(s.record, s.outcome) for s in stored if s.outcome is not None]
+        self._publish()
+        log.info(
+            "signal history %s: %d resolved, %d open",
+            self._source, len(self._resolved), len(self.log.open_trades()),
+        )
+
+    async def stop(self) -> None:
+        """Write everything queued and stop the writer."""
+        await self.store.stop()
+
+    def observe(self, snapshot: EngineSnapshot, candles: CandleSource) -> None:
+        """One recompute: resolve open trades on new candles, emit new signals."""
+        before = self.log.resolved
+        resolved = self.log.track(candles)
+        opened = self.log.emitted
+        for symbol, row in snapshot.symbols.items():
+            if row.stale:
+                continue
+            self.log.observe(symbol, row.signal, kind="technical")
+            self.log.observe(symbol, row.micro_signal, kind="micro")
+        if resolved or self.log.resolved != before or self.log.emitted != opened:
+            self._resolved.extend(resolved)
+            self._publish()
+
+    @property
+    def track_record(self) -> TrackRecord:
+        """The current track record (a new object whenever it changed)."""
+        return self._record
+
+    def _publish(self) -> None:
+        by_type: dict[str, list[Outcome]] = {}
+        by_symbol: dict[str, list[Outcome]] = {}
+        by_pair: dict[str, list[Outcome]] = {}
+        for record, outcome in self._resolved:
+            by_type.setdefault(record.signal_type, []).append(outcome)
+            by_symbol.setdefault(record.symbol, []).append(outcome)
+            by_pair.setdefault(f"{record.symbol}/{record.signal_type}", []).append(outcome)
+        self._record = TrackRecord(
+            source=self._source,
+            version=self._record.version + 1,
+            by_type={k: track_stats(v, k) for k, v in by_type.items()},
+            by_symbol={k: track_stats(v, k) for k, v in by_symbol.items()},
+            by_symbol_type={k: track_stats(v, k) for k, v in by_pair.items()},
+            overall=(
+                track_stats([o for _, o in self._resolved], "ALL") if self._resolved else None
+            ),
+            open_trades=len(self.log.open_trades()),
+        )
