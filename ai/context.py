@@ -10,6 +10,11 @@ The context is plain text in labelled sections, highest priority first:
    strongest longs and shorts with their funding, open interest breadth);
 6. ``candles``: recent closes of the symbol's base timeframe.
 
+The ``track record`` part (after the indicators) gives the measured outcomes of past signals
+of the same type, of the symbol, and of analyst verdicts: count, hit rate with its 95 % Wilson
+interval, average R and expectancy, so the model can weigh the signal by how such signals
+actually did.
+
 The ``microstructure`` part (priority of the factors) adds premium, open interest and its
 change, sampled liquidations, the order book (sync state, spread, imbalance, depth, walls),
 taker flow (CVD, sweeps) and the microstructure score with its factors and unmet entry
@@ -31,7 +36,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ai.config import AiConfig
+from engine.history import TrackRecord
 from engine.models import CandleSeries, Direction, EngineSnapshot, MicroView, SymbolState
+from engine.track_record import TrackStats
 from feeds.intervals import interval_ms
 
 CHARS_PER_TOKEN = 4
@@ -138,6 +145,7 @@ def build_context(
     config: AiConfig,
     candles: CandleSeries | None = None,
     micro: MicroView | None = None,
+    track: TrackRecord | None = None,
 ) -> MarketContext:
     """Build the bounded context for a question about ``symbol`` (or the whole market).
 
@@ -148,6 +156,7 @@ def build_context(
         candles: The symbol's base-timeframe candles (``MarketService.candles``), optional.
         micro: The symbol's order book / flow / derivatives view (``MarketService.micro``),
             optional; without it the microstructure part uses the snapshot row only.
+        track: The track record of emitted signals (``MarketService.track_record``), optional.
 
     Returns:
         The context; ``text`` fits ``config.context_tokens`` unless even the always-kept
@@ -161,6 +170,9 @@ def build_context(
         micro_part = _micro_part(state, micro if micro and micro.symbol == state.symbol else None)
         if micro_part is not None:
             parts.append(micro_part)
+        track_part = _track_part(state, track)
+        if track_part is not None:
+            parts.append(track_part)
         if candles is not None and candles.close:
             parts.append(_candles_part(snapshot, candles, config))
     parts.append(_market_part(snapshot, config, priority=5 if state is not None else 0))
@@ -483,3 +495,40 @@ def _micro_part(state: SymbolState, view: MicroView | None) -> ContextPart | Non
     if len(lines) == 1:
         return None
     return ContextPart("microstructure", 2, "\n".join(lines) + "\n", False)
+
+
+def _stats_line(label: str, stats: TrackStats) -> str:
+    return (
+        f"{label}: {stats.count} resolved, hit rate {stats.hit_rate * 100:.0f}% "
+        f"(95% interval {stats.hit_low * 100:.0f}-{stats.hit_high * 100:.0f}%), average "
+        f"{stats.avg_r:+.2f}R, expectancy {stats.expectancy:+.2f}R"
+    )
+
+
+def _track_part(state: SymbolState, track: TrackRecord | None) -> ContextPart | None:
+    """Measured outcomes of earlier signals like this one (``None`` with no record)."""
+    if track is None:
+        return None
+    lines = [f"## track record ({track.source}; outcome = TP1 before the stop)"]
+    signal = state.signal
+    if signal is not None:
+        kind = signal.signal_type.value
+        for label, stats in (
+            (f"{kind} signals, all symbols", track.by_type.get(kind)),
+            (f"{kind} signals on {state.symbol}", track.by_symbol_type.get(
+                f"{state.symbol}/{kind}"
+            )),
+        ):
+            lines.append(_stats_line(label, stats) if stats else f"{label}: none resolved yet")
+    mine = track.by_symbol.get(state.symbol)
+    if mine is not None:
+        lines.append(_stats_line(f"all signals on {state.symbol}", mine))
+    for side in ("VERDICT_LONG", "VERDICT_SHORT"):
+        verdicts = track.by_type.get(side)
+        if verdicts is not None:
+            lines.append(_stats_line(f"analyst {side.split('_')[1].lower()} verdicts", verdicts))
+    if track.overall is not None:
+        lines.append(_stats_line("everything", track.overall))
+    if len(lines) == 1:
+        lines.append("no resolved signals yet")
+    return ContextPart("track record", 4, "\n".join(lines) + "\n", False)

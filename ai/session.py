@@ -26,6 +26,7 @@ from ai.config import AiConfig
 from ai.context import MarketContext, build_context
 from ai.prompts import build_messages, render_prompt
 from ai.verdict import Verdict, parse_verdict
+from engine.history import TrackRecord
 from engine.models import CandleSeries, EngineSnapshot, MicroView
 from storage.chat import GENERAL_THREAD, ChatStore, StoredMessage
 
@@ -80,6 +81,8 @@ class AiSession:
         store: Chat persistence, or ``None`` to keep threads in memory only.
         host: Override of the configured Ollama host.
         clock: Wall clock in ms UTC for in-memory messages.
+        on_verdict: Receives ``(symbol, decision, target_price)`` of each verdict (the TUI
+            passes ``MarketService.record_verdict`` so verdicts are tracked like signals).
     """
 
     def __init__(
@@ -89,8 +92,12 @@ class AiSession:
         store: ChatStore | None = None,
         host: str | None = None,
         clock: Callable[[], int] | None = None,
+        on_verdict: Callable[[str, str, float | None], object] | None = None,
     ) -> None:
         self.config = config
+        self.on_verdict = on_verdict
+        """``(symbol, decision, target_price)`` of every stored verdict: the pipeline tracks
+        its outcome like any other signal source (``MarketService.record_verdict``)."""
         self.client = OllamaClient(config, host)
         self.model = config.model
         """Model asked by the next request (the pane's model picker sets it)."""
@@ -154,6 +161,7 @@ class AiSession:
         *,
         candles: CandleSeries | None = None,
         micro: MicroView | None = None,
+        track: TrackRecord | None = None,
         verdict: bool = False,
     ) -> Request:
         """Build the context and the exact messages for a question (no network).
@@ -164,10 +172,11 @@ class AiSession:
             question: The user's text.
             candles: The symbol's base-timeframe candles, optional.
             micro: The symbol's order book / flow / derivatives view, optional.
+            track: The track record of emitted signals, optional.
             verdict: Verdict (JSON) mode.
         """
         context = await asyncio.to_thread(
-            build_context, snapshot, symbol, self.config, candles, micro
+            build_context, snapshot, symbol, self.config, candles, micro, track
         )
         thread = thread_of(context.symbol or None)
         history: list[ChatMessage] = []
@@ -242,7 +251,10 @@ class AiSession:
     async def save_verdict(
         self, context: MarketContext, verdict: Verdict, *, source: str, model: str
     ) -> None:
-        """Store ``verdict`` with the judged signal's ``as_of`` (no-op without a store)."""
+        """Store ``verdict`` with the judged signal's ``as_of`` (no-op without a store) and
+        hand it to :attr:`on_verdict` for outcome tracking."""
+        if context.symbol and self.on_verdict is not None:
+            self.on_verdict(context.symbol, verdict.decision, verdict.target_price)
         if self._store is None or not context.symbol:
             return
         state = context.state

@@ -19,6 +19,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import msgspec
+
 from engine.breadth import BTC_SYMBOL, compute_breadth
 from engine.candles import CandleStore, ClosedArrays
 from engine.config import EngineConfig
@@ -208,6 +210,7 @@ class Engine:
         # One gate for all symbols: cooldown and daily maximum are kept per symbol inside it.
         self._micro_gate = MicroSignalGate(self._micro_cfg)
         self._books: BookSource | None = None
+        self._calibrate: Callable[[float], float | None] | None = None
         self._micro_signals: deque[Signal] = deque(maxlen=MAX_MICRO_SIGNALS)
 
     # -- risk profile --------------------------------------------------------------------
@@ -252,6 +255,14 @@ class Engine:
             if state is not None and onboard > 0 and now - onboard <= NEW_LISTING_DAYS * 86_400_000:
                 state.new_listing = True
                 self._changed.add(symbol)
+
+    def set_calibrator(self, calibrate: Callable[[float], float | None] | None) -> None:
+        """Map each new technical signal's confidence to a calibrated probability
+        (``Signal.calibrated_confidence``); ``None`` leaves signals uncalibrated. Signals are
+        re-evaluated on the next :meth:`recompute`."""
+        self._calibrate = calibrate
+        for symbol in self._symbols:
+            self._dirty.setdefault(symbol, set())
 
     def attach_books(self, books: BookSource) -> None:
         """Read local order books from ``books`` (microstructure features need them)."""
@@ -560,6 +571,10 @@ class Engine:
                     if any(s.bars for s in ordered)
                     else None
                 )
+                if signal is not None and self._calibrate is not None:
+                    signal = msgspec.structs.replace(
+                        signal, calibrated_confidence=self._calibrate(signal.confidence)
+                    )
                 base = arrays.get(self._timeframes[0])
                 spikes = candle_spikes(base) if base is not None and len(base) else {}
                 as_of = (

@@ -15,12 +15,12 @@ from collections.abc import Callable
 
 import msgspec
 
-from engine.models import EngineSnapshot
+from engine.models import Direction, EngineSnapshot
 from engine.outcomes import Outcome, OutcomeConfig
 from engine.signal_log import CandleSource, SignalLog
 from engine.track_record import TrackStats, track_stats
 from storage.db import Database
-from storage.signals import SignalRecord, SignalStore
+from storage.signals import SignalRecord, SignalStore, record_from_signal
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,47 @@ class SignalHistory:
         if resolved or self.log.resolved != before or self.log.emitted != opened:
             self._resolved.extend(resolved)
             self._publish()
+
+    def record_verdict(
+        self, snapshot: EngineSnapshot, symbol: str, decision: str, target: float | None
+    ) -> bool:
+        """Track an analyst verdict like any signal source: a ``long``/``short`` verdict on a
+        symbol whose current signal has a plan is stored as kind ``verdict`` (type
+        ``VERDICT_LONG`` / ``VERDICT_SHORT``) with the plan's entry and stop, and the verdict's
+        target as TP1 when it lies on the right side of the entry; its outcome is resolved from
+        the following candles. ``flat`` verdicts, symbols without a plan and a second verdict
+        while one is open are not stored (returns False)."""
+        row = snapshot.symbols.get(symbol)
+        signal = row.signal if row is not None else None
+        if decision not in ("long", "short") or signal is None or signal.plan is None:
+            return False
+        plan = signal.plan
+        direction = Direction.LONG if decision == "long" else Direction.SHORT
+        side = 1 if direction is Direction.LONG else -1
+        tp1 = plan.take_profit_1
+        stop = plan.stop_loss
+        if (stop - plan.entry) * side > 0:
+            # The plan was for the other side: mirror its stop and targets around the entry.
+            stop = 2 * plan.entry - stop
+            tp1 = 2 * plan.entry - tp1
+        if target is not None and (target - plan.entry) * side > 0:
+            tp1 = target
+        tp2 = plan.entry + 2 * (tp1 - plan.entry)
+        risk = abs(plan.entry - stop)
+        judged = msgspec.structs.replace(
+            signal,
+            direction=direction,
+            plan=msgspec.structs.replace(
+                plan, stop_loss=stop, take_profit_1=tp1, take_profit_2=tp2,
+                risk_reward=abs(tp1 - plan.entry) / risk if risk else 0.0,
+            ),
+        )
+        record = record_from_signal(judged, kind="verdict", source=self._source)
+        record = msgspec.structs.replace(record, signal_type=f"VERDICT_{direction.value}")
+        emitted = self.log.emit(record)
+        if emitted:
+            self._publish()
+        return emitted
 
     @property
     def track_record(self) -> TrackRecord:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.alerts.config import AlertsConfig
+from engine.calibration import Calibrator, load_calibrator
 from engine.config import EngineConfig
 from engine.desk import Desk
 from engine.engine import Engine
@@ -29,6 +30,7 @@ from engine.microfeed import MicroFeed
 from engine.models import CandleSeries, EngineSnapshot, FeedHealth, MicroView
 from engine.outcomes import OutcomeConfig
 from engine.picks import PicksConfig
+from engine.version import ENGINE_VERSION
 from feeds.backoff import Backoff
 from feeds.binance_futures import BinanceFuturesFeed
 from feeds.config import (
@@ -150,6 +152,7 @@ class MarketRunner:
         self._desk: Desk | None = None
         self._desk_wanted = desk
         self._bar_closed = asyncio.Event()
+        self._calibrator: Calibrator | None = None
         self.ready = asyncio.Event()
         """Set once the universe is known and backfill has finished."""
         if replay is not None:
@@ -192,6 +195,12 @@ class MarketRunner:
     def desk(self) -> Desk | None:
         """Picks, watchlist and alerts (see :class:`engine.service.MarketService`)."""
         return self._desk
+
+    def record_verdict(self, symbol: str, decision: str, target: float | None) -> bool:
+        """Track an analyst verdict (see :class:`engine.service.MarketService`)."""
+        if self.history is None:
+            return False
+        return self.history.record_verdict(self.snapshot(), symbol, decision, target)
 
     def track_record(self) -> TrackRecord | None:
         """Outcomes of emitted signals (see :class:`engine.service.MarketService`)."""
@@ -264,6 +273,13 @@ class MarketRunner:
 
     # -- internals -----------------------------------------------------------------------
 
+    def _calibrated(self, kind: str, confidence: float) -> float | None:
+        # Only the technical signal's confidence is calibrated (the micro score is not a
+        # probability model of its own yet).
+        if kind != "technical" or self._calibrator is None:
+            return None
+        return self._calibrator.apply(confidence)
+
     def _observe_history(self) -> None:
         if self.history is None and self._desk is None:
             return
@@ -289,10 +305,14 @@ class MarketRunner:
         )
         history = SignalHistory(
             db, source=source, timeframes=list(self._engine_config.timeframes.timeframes),
-            outcomes=self._outcomes,
+            outcomes=self._outcomes, calibrate=self._calibrated,
         )
         await history.start()
         self.history = history
+        # A model fitted by `perpscope backtest --save-calibration` for this engine version.
+        self._calibrator = await load_calibrator(history.store, ENGINE_VERSION)
+        if self._calibrator.calibrated:
+            self.engine.set_calibrator(self._calibrator.apply)
         if not self._desk_wanted:
             return
         desk = Desk(db, picks=self._picks_cfg, alerts=self._alerts_cfg, clock=self._clock)

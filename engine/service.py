@@ -46,6 +46,12 @@ class MarketService(Protocol):
         database before returning), or ``None`` when nothing is stored (no database)."""
         ...
 
+    def record_verdict(self, symbol: str, decision: str, target: float | None) -> bool:
+        """Track an analyst verdict (``long``/``short``/``flat``, optional target price) on
+        ``symbol``'s current signal like any other signal source; False when nothing is stored
+        (flat, no plan, one already open, or no database)."""
+        ...
+
     def track_record(self) -> TrackRecord | None:
         """Outcomes of the emitted signals of this run's data source per signal type and
         symbol (count, hit rate with its Wilson interval, average R, expectancy), or ``None``

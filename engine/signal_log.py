@@ -175,6 +175,18 @@ class SignalLog:
         _watch(self._sink.submit(record), f"signal {record.key}")
         return record
 
+    def emit(self, record: SignalRecord) -> bool:
+        """Emit a record built elsewhere (an analyst verdict on a signal's plan) under the same
+        one-open-trade rule as :meth:`observe`; returns True when it was emitted."""
+        key = (record.symbol, record.kind)
+        if key in self._open or record.as_of <= self._last_as_of.get(key, -1):
+            return False
+        self._open[key] = record
+        self._last_as_of[key] = record.as_of
+        self.emitted += 1
+        _watch(self._sink.submit(record), f"signal {record.key}")
+        return True
+
     def track(self, candles: CandleSource) -> list[tuple[SignalRecord, Outcome]]:
         """Walk every open trade over its newly closed candles; write and free resolved ones.
 

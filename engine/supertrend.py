@@ -21,6 +21,8 @@ change), so this stays a handful of numpy calls per series.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 import talib
@@ -34,22 +36,30 @@ def _carry(
     """Final band from ``basic`` (NaN before ``start``).
 
     ``accumulate`` is ``np.minimum`` for the upper band (``broke`` = ``np.greater``: the previous
-    close above the band resets it) and ``np.maximum`` for the lower band (``np.less``).
+    close above the band resets it) and ``np.maximum`` for the lower band (``np.less``). The
+    recursion is path-dependent, so it walks the bars; over plain floats that walk is cheaper
+    than re-running a vectorised accumulate after every reset (``bench/backtest.py``).
     """
     n = basic.shape[0]
-    out = np.full(n, np.nan)
-    i = start
-    while i < n:
-        run = accumulate.accumulate(basic[i:])
-        # First bar j > i whose previous close broke the band carried so far: the band resets.
-        hits = np.flatnonzero(broke(close[i : n - 1], run[:-1]))
-        if hits.shape[0] == 0:
-            out[i:] = run
-            break
-        j = i + 1 + int(hits[0])
-        out[i:j] = run[: j - i]
-        i = j
-    return out
+    out = [math.nan] * n
+    if start >= n:
+        return np.asarray(out)
+    b = basic.tolist()
+    c = close.tolist()
+    upper = accumulate is np.minimum
+    band = b[start]
+    out[start] = band
+    for i in range(start + 1, n):
+        value = b[i]
+        previous_close = c[i - 1]
+        if upper:
+            if previous_close > band or value < band:
+                band = value
+        elif previous_close < band or value > band:
+            band = value
+        out[i] = band
+    del broke  # the walk tests the break itself
+    return np.asarray(out, dtype=np.float64)
 
 
 def supertrend(

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import polars as pl
 
+from ai.config import AiConfig
+from ai.context import build_context
 from engine.alerts.config import AlertRule, AlertsConfig
 from engine.config import EngineConfig
 from engine.models import Direction
@@ -57,6 +59,15 @@ async def test_replay_stores_each_emitted_signal_once_with_outcomes() -> None:
         await asyncio.sleep(0.5)  # the last bar's recompute and outcome walk
         history = run.history
         assert history is not None
+        # An analyst verdict on a symbol with a plan is tracked like a signal source.
+        planned = next(
+            (s for s, r in run.snapshot().symbols.items() if r.signal and r.signal.plan), None
+        )
+        assert planned is not None
+        assert run.record_verdict(planned, "short", None)
+        assert not run.record_verdict(planned, "short", None), "one open verdict per symbol"
+        assert not run.record_verdict(planned, "flat", None)
+        await asyncio.sleep(0.2)
         stored = await history.store.history(source=history.log.source)
     finally:
         task.cancel()
@@ -71,6 +82,21 @@ async def test_replay_stores_each_emitted_signal_once_with_outcomes() -> None:
     assert len(keys) == len(set(keys)) == history.log.emitted
     resolved = [s for s in stored if s.outcome is not None]
     assert len(resolved) == history.log.resolved
+    verdict = [s.record for s in stored if s.record.kind == "verdict"]
+    assert len(verdict) == 1 and verdict[0].signal_type == "VERDICT_SHORT"
+    assert verdict[0].stop_loss > verdict[0].entry > verdict[0].take_profit_1
+    # The analyst context carries the measured record of the symbol's signal type.
+    row = snapshot.symbols[planned]
+    assert row.signal is not None
+    text = build_context(snapshot, planned, AiConfig(), track=record).text
+    assert "## track record (replay:alpergulsen-freqtrade" in text
+    kind = row.signal.signal_type.value
+    stats = record.by_type.get(kind)
+    if stats is not None:
+        assert f"{kind} signals, all symbols: {stats.count} resolved" in text
+    else:
+        assert f"{kind} signals, all symbols: none resolved yet" in text
+    assert f"everything: {record.overall.count} resolved" in text
     assert record.overall is not None and record.overall.count > 0
     assert sum(s.count for s in record.by_type.values()) == record.overall.count
     assert set(record.by_symbol) <= set(SYMBOLS)

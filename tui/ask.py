@@ -100,7 +100,7 @@ def run_ask(settings: Settings, args: argparse.Namespace) -> int:
         try:
             request = await session.prepare(
                 snapshot, symbol, args.question, candles=candles, micro=micro,
-                verdict=args.verdict,
+                track=runner.track_record(), verdict=args.verdict,
             )
             if args.show_prompt:
                 print(request.prompt_text, file=sys.stderr)

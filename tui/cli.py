@@ -150,10 +150,20 @@ def build_parser() -> argparse.ArgumentParser:
                                               "market state (breadth), exit")
     _common_options(breadth, suppress=True)
     breadth.add_argument("--json", action="store_true", help="one JSON object")
+    from tui.backtest_cli import register as register_backtest
     from tui.picks_cli import register as register_picks
 
     register_picks(sub)
+    register_backtest(sub, common=_config_options)
     return parser
+
+
+def _config_options(parser: argparse.ArgumentParser) -> None:
+    """``--config`` and ``-v`` for commands that take no replay options."""
+    parser.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="config file (default: $PERPSCOPE_CONFIG or the user config dir)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log debug details to stderr")
 
 
 def _configure_logging(verbose: bool, log_file: Path | None) -> None:
@@ -201,6 +211,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tui.picks_cli import run_picks
 
             return run_picks(settings, args)
+        if args.command in ("backtest", "export"):
+            _configure_logging(args.verbose, None)
+            from tui.backtest_cli import run_backtest_cli, run_export_cli
+
+            run = run_backtest_cli if args.command == "backtest" else run_export_cli
+            return run(settings, args)
         _configure_logging(args.verbose, settings.data_path() / "perpscope.log")
         return _run_tui(settings, args)
     except ConfigError as exc:

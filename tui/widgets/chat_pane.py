@@ -194,7 +194,8 @@ class ChatPane(Vertical):
         candles = self._service.candles(self.symbol, base) if self.symbol else None
         micro = self._service.micro(self.symbol) if self.symbol else None
         request = await session.prepare(
-            snapshot, self.symbol, question, candles=candles, micro=micro, verdict=verdict
+            snapshot, self.symbol, question, candles=candles, micro=micro,
+            track=self._service.track_record(), verdict=verdict,
         )
         await session.record(self.thread, "user", shown)
         if verdict:
