@@ -327,8 +327,11 @@ class Desk:
 
     async def _refresh_alerts(self) -> None:
         await self._dispatcher.drain()
+        # Fetch, then swap: refreshes overlap, and a clear before an await would let two of
+        # them both append their rows.
+        rows = await self._alert_log.recent(ALERTS_SHOWN)
         self._alerts.clear()
-        self._alerts.extend(await self._alert_log.recent(ALERTS_SHOWN))
+        self._alerts.extend(rows)
         self._changed()
 
     def _changed(self) -> None:

@@ -240,7 +240,7 @@ def _run_tui(settings: Settings, args: argparse.Namespace) -> int:
     db_path = None if args.replay is not None else settings.data_path() / DB_NAME
     app = make_app(
         runner, settings.ui, title_exchange=settings.general.exchange, ai=settings.ai,
-        db_path=db_path,
+        db_path=db_path, data_dir=settings.data_path(),
     )
     app.run()
     return int(app.return_code or 0)

@@ -15,6 +15,7 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "conf",
     "votes",
     "rr",
+    "track",
     "fund",
     "fund_in",
     "oi",
@@ -48,7 +49,8 @@ class UiConfig(BaseModel):
     """Ring the terminal bell on important events."""
     columns: list[str] = Field(default_factory=lambda: list(TABLE_COLUMNS))
     """Signal table columns to show (default: all of them): ``symbol``, ``last``, ``change``,
-    ``signal``, ``score``, ``conf``, ``votes`` (one glyph per timeframe), ``rr``, ``fund``
+    ``signal``, ``score``, ``conf``, ``votes`` (one glyph per timeframe), ``rr``, ``track``
+    (measured hit rate of the row's signal type, when signals are stored), ``fund``
     (funding rate), ``fund_in`` (time to funding), ``oi`` (open-interest change), ``spread``
     (bps), ``imb`` (book imbalance), ``micro`` (microstructure score), ``age``. ``symbol`` is
     always shown. Narrow terminals still drop the least important ones; ``v`` picks columns

@@ -55,8 +55,9 @@ def test_ui_columns_default_to_every_column_and_reject_unknown_ones() -> None:
 
 
 def test_every_table_column_is_configurable_by_its_key() -> None:
-    keys = {visibility_key(c) for c in build_columns(("5m", "15m", "1h", "4h"))}
-    assert keys == set(TABLE_COLUMNS)
+    # With signal history (a track-record lookup) every configurable column exists.
+    columns = build_columns(("5m", "15m", "1h", "4h"), track=lambda state: None)
+    assert {visibility_key(c) for c in columns} == set(TABLE_COLUMNS)
 
 
 def test_all_columns_still_fit_80_cells_keeping_the_core_ones() -> None:

@@ -180,6 +180,10 @@ class HistoryService:
         """No database behind this service: no picks, watchlist or alerts."""
         return None
 
+    def record_verdict(self, symbol: str, decision: str, target: float | None) -> bool:
+        """No database: verdicts are not tracked."""
+        return False
+
     def want_book(self, symbol: str, wanted: bool = True) -> None:
         """Recorded klines hold no depth: nothing to subscribe."""
         self.wanted_books[symbol] = wanted
@@ -247,6 +251,10 @@ class FinishedReplay:
     def desk(self) -> Desk | None:
         """The finished runner's desk (``None``: it ran without a database)."""
         return self.runner.desk()
+
+    def record_verdict(self, symbol: str, decision: str, target: float | None) -> bool:
+        """The finished runner's verdict tracking."""
+        return self.runner.record_verdict(symbol, decision, target)
 
     def want_book(self, symbol: str, wanted: bool = True) -> None:
         """Recorded for assertions; the replay is over, so nothing is subscribed."""

@@ -27,6 +27,7 @@ COLUMN_TITLES: dict[str, str] = {
     "conf": "confidence",
     "votes": "timeframe votes",
     "rr": "R:R",
+    "track": "track record of the signal type",
     "fund": "funding rate",
     "fund_in": "time to funding",
     "oi": "open interest change",

@@ -18,7 +18,7 @@ from textual.widgets import Static
 
 from tui import formatting as fmt
 from tui.widgets.orderbook import GLYPH_WALL
-from tui.widgets.signal_table import BASE_COLUMNS, TAIL_COLUMNS
+from tui.widgets.signal_table import BASE_COLUMNS, TAIL_COLUMNS, TRACK_MEANING
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,8 @@ class HelpScreen(ModalScreen[None]):
         columns.add_row(timeframes, "one vote glyph per configured timeframe")
         for spec in TAIL_COLUMNS:
             columns.add_row(spec.label, spec.meaning)
+            if spec.key == "rr":
+                columns.add_row("track", f"{TRACK_MEANING} (shown when signals are stored)")
 
         filters = Text(
             "Filter (/): words match symbols (btc eth); long, short, neutral keep those "
@@ -149,6 +151,16 @@ class HelpScreen(ModalScreen[None]):
             "by it (again to reverse). Columns (v) picks the columns shown; set the start-up "
             "ones with columns = [...] in config.toml [ui] (narrow terminals drop the least "
             "important first). In the symbol view, o swaps the charts for the order book."
+        )
+        desk = Text(
+            "Picks and alerts: p marks a pick from the row's trade plan, P opens the picks "
+            "pane, w toggles the watchlist and W shows only it, e exports the table to CSV. "
+            "a opens the alert log (time UTC and local, rule, delivered and failed channels), "
+            "A the alert rules (n new, N new price alert, e edit, space enable/disable, "
+            "x delete), R the track record (hit rate with its Wilson 95 % interval, avg R, "
+            "expectancy), ctrl+s saves an SVG screenshot to the data directory. A failing "
+            "alert channel shows in the status bar. Confidence marked ~ is uncalibrated "
+            "(indicator agreement, not a measured probability)."
         )
         return Group(
             Text("Keys", style=bold),
@@ -161,6 +173,8 @@ class HelpScreen(ModalScreen[None]):
             columns,
             Text(""),
             filters,
+            Text(""),
+            desk,
         )
 
     def action_close(self) -> None:

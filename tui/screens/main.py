@@ -3,12 +3,20 @@
 The screen pulls one frozen :class:`EngineSnapshot` per frame (``set_interval`` at
 ``ui.refresh_hz``) and assigns it to its ``snapshot`` reactive; the table and the status bar
 are data-bound to it. The timer pauses while another screen (symbol view, help) is on top.
+
+Picks and watchlist keys: ``p`` marks a pick on the selected row (:mod:`tui.screens.
+pick_form`), ``P`` opens the picks pane, ``w`` toggles the selected symbol on the watchlist,
+``W`` shows only the watchlist (it sets the filter to the watched symbols), ``e`` writes the
+table as shown (filtered, sorted) to a CSV file under the data dir's ``exports/``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Iterable
 from functools import partial
+from pathlib import Path
 from typing import ClassVar
 
 from textual import on
@@ -22,13 +30,18 @@ from textual.widgets import Footer, Input
 from engine.config import RISK_PROFILE_NAMES
 from engine.models import EngineSnapshot
 from engine.service import MarketService
+from tui import export
 from tui.commands import PaletteCommand
 from tui.screens.columns import ColumnPicker
+from tui.screens.pick_form import open_pick_form
+from tui.screens.picks import PicksScreen
 from tui.screens.symbol import SymbolScreen
 from tui.ui_config import UiConfig
 from tui.widgets.breadth import BreadthPane
 from tui.widgets.signal_table import SORT_CYCLE, SignalTable
 from tui.widgets.status_bar import StatusBar
+
+log = logging.getLogger(__name__)
 
 
 class MainScreen(Screen[None]):
@@ -64,6 +77,27 @@ class MainScreen(Screen[None]):
             tooltip="Cycle the risk profile: conservative, balanced, aggressive",
             id="main.risk_profile",
         ),
+        Binding(
+            "p", "pick", "Pick", tooltip="Mark the selected row as a pick", id="main.pick",
+            show=False,
+        ),
+        Binding(
+            "P", "picks", "Picks", tooltip="Open picks, history and totals", id="main.picks",
+            show=False,
+        ),
+        Binding(
+            "w", "toggle_watch", "Watch",
+            tooltip="Add or remove the selected symbol on the watchlist", id="main.watch",
+            show=False,
+        ),
+        Binding(
+            "W", "watch_filter", "Watchlist", tooltip="Show only the watchlist (again: all)",
+            id="main.watch_filter", show=False,
+        ),
+        Binding(
+            "e", "export_table", "Export", tooltip="Write the table as shown to a CSV file",
+            id="main.export", show=False,
+        ),
     ]
 
     snapshot: Reactive[EngineSnapshot | None] = reactive(None, init=False)
@@ -78,14 +112,17 @@ class MainScreen(Screen[None]):
         *,
         exchange: str,
         clock: Callable[[], float],
+        export_dir: Path | None = None,
     ) -> None:
         """Create the screen.
 
         Args:
-            service: The market pipeline (only ``snapshot()`` and ``candles()`` are used).
+            service: The market pipeline (snapshots, candles, and its desk for picks).
             ui: UI settings (refresh rate, chart defaults).
             exchange: Exchange id for the status bar before the first snapshot.
             clock: Wall clock in epoch seconds (injected for deterministic screenshots).
+            export_dir: Where CSV exports go (default: ``exports/`` under the default user
+                data dir, :func:`tui.export.default_export_dir`).
         """
         super().__init__()
         self._service = service
@@ -94,6 +131,12 @@ class MainScreen(Screen[None]):
         self._clock = clock
         self._timer: Timer | None = None
         self._profile: str | None = None
+        self.export_dir = export_dir or export.default_export_dir()
+        """Where CSV exports go."""
+        self.watch_only = False
+        """True while ``W`` limits the table to the watchlist."""
+        self.last_export: Path | None = None
+        """The latest CSV written (for tests and the toast)."""
 
     def compose(self) -> ComposeResult:
         yield StatusBar(self._exchange, id="status").data_bind(MainScreen.snapshot, MainScreen.now)
@@ -188,6 +231,7 @@ class MainScreen(Screen[None]):
         """Clear the filter and return to the table."""
         field = self.query_one("#filter", Input)
         field.value = ""
+        self.watch_only = False
         self.table.filter_text = ""
         self.remove_class("-filtering")
         self.table.focus()
@@ -234,8 +278,86 @@ class MainScreen(Screen[None]):
                 symbol=symbol,
                 exchange=self._exchange,
                 clock=self._clock,
+                export_dir=self.export_dir,
             )
         )
+
+    # ---------------------------------------------------------------- picks and watchlist
+
+    def action_pick(self) -> None:
+        """Open the pick form for the selected row, prefilled from its trade plan."""
+        open_pick_form(self, self._service, self.table.cursor_symbol)
+
+    def action_picks(self) -> None:
+        """Open the picks pane (open picks, history with totals)."""
+        desk = self._service.desk()
+        if desk is None:
+            self.notify("picks need the database (signal history is off)", severity="warning",
+                        title="picks unavailable")
+            return
+        self.app.push_screen(
+            PicksScreen(self._service, desk, self._ui, export_dir=self.export_dir,
+                        clock=self._clock)
+        )
+
+    async def action_toggle_watch(self) -> None:
+        """Add or remove the selected symbol on the watchlist (stored before the toast)."""
+        symbol = self.table.cursor_symbol
+        desk = self._service.desk()
+        if symbol is None or desk is None:
+            self.notify("the watchlist needs the database and a selected row",
+                        severity="warning")
+            return
+        watched = await desk.toggle_watch(symbol)
+        self.notify(f"{symbol} {'added to' if watched else 'removed from'} the watchlist",
+                    title="watchlist")
+        if self.watch_only:
+            self._apply_watch_filter()
+
+    def action_watch_filter(self) -> None:
+        """Show only the watched symbols, or everything again."""
+        if self.watch_only:
+            self.watch_only = False
+            self.action_clear_filter()
+            return
+        desk = self._service.desk()
+        if desk is None or not desk.watchlist():
+            self.notify("the watchlist is empty: press w on a row to watch it",
+                        severity="warning")
+            return
+        self.watch_only = True
+        self._apply_watch_filter()
+
+    def _apply_watch_filter(self) -> None:
+        desk = self._service.desk()
+        watched = desk.watchlist() if desk is not None else ()
+        if not watched:
+            self.watch_only = False
+            self.action_clear_filter()
+            return
+        # Whole symbols as filter fragments: the table shows exactly the watched rows.
+        self.set_filter(" ".join(watched))
+
+    async def action_export_table(self) -> None:
+        """Write the table as shown (filtered, sorted rows) to a timestamped CSV."""
+        snapshot = self.table.snapshot
+        if snapshot is None:
+            self.notify("nothing to export yet", severity="warning")
+            return
+        desk = self._service.desk()
+        watched = desk.watchlist() if desk is not None else ()
+        symbols = self.table.symbols_shown
+        try:
+            path = export.export_path(self.export_dir, "table", self._clock())
+            rows = await asyncio.to_thread(
+                export.write_table_csv, path, snapshot, symbols, watched
+            )
+        except OSError as exc:
+            log.error("table export failed: %s", exc)
+            self.notify(f"table export failed: {exc}", severity="error")
+            return
+        self.last_export = path
+        self.notify(f"{rows} rows → {path}", title="exported")
 
     # ---------------------------------------------------------------- palette
 

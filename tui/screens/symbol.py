@@ -6,13 +6,20 @@ Pushed by the main screen for one symbol. It pulls its own snapshots at ``ui.ref
 candles at most twice a second, redrawing the charts only when the candles changed. It asks
 the pipeline for a local order book of the symbol on open (``want_book``) and releases it on
 close.
+
+``p`` marks a pick from the symbol's plan (:mod:`tui.screens.pick_form`), ``w`` toggles it on
+the watchlist, ``e`` writes the shown timeframe's candles with every engine indicator to a CSV
+under the data dir's ``exports/`` (:func:`tui.export.write_candles_csv`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
+from pathlib import Path
 from typing import ClassVar
 
 from textual import events
@@ -24,10 +31,13 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer
 
+from engine.config import IndicatorConfig
 from engine.models import CandleSeries, EngineSnapshot, Signal, SymbolState
 from engine.service import MarketService
+from tui import export
 from tui import formatting as fmt
 from tui.commands import PaletteCommand
+from tui.screens.pick_form import open_pick_form
 from tui.ui_config import UiConfig
 from tui.widgets.charts import PriceChart, RsiChart, ema_periods_from
 from tui.widgets.orderbook import OrderBookPane
@@ -45,6 +55,12 @@ NARROW_WIDTH = 100
 SHORT_HEIGHT = 30
 """Below this height the RSI chart is hidden to leave the candles room."""
 
+EXPORT_BARS = 5000
+"""Candles asked for by the CSV export: the whole store, so the indicators are computed over
+the same history as the engine's (EMAs depend on where the series starts)."""
+
+log = logging.getLogger(__name__)
+
 
 class SymbolScreen(Screen[None]):
     """Everything about one symbol on one timeframe."""
@@ -59,6 +75,18 @@ class SymbolScreen(Screen[None]):
             "Book",
             tooltip="Show the order book pane instead of the charts (again: back)",
             id="symbol.book",
+        ),
+        Binding(
+            "p", "pick", "Pick", tooltip="Mark a pick from this plan", id="symbol.pick",
+            show=False,
+        ),
+        Binding(
+            "w", "toggle_watch", "Watch", tooltip="Add or remove on the watchlist",
+            id="symbol.watch", show=False,
+        ),
+        Binding(
+            "e", "export_candles", "Export", tooltip="Candles + indicators to CSV",
+            id="symbol.export", show=False,
         ),
         *[
             Binding(
@@ -89,15 +117,18 @@ class SymbolScreen(Screen[None]):
         symbol: str,
         exchange: str,
         clock: Callable[[], float],
+        export_dir: Path | None = None,
     ) -> None:
         """Create the view.
 
         Args:
-            service: The market pipeline (``snapshot()`` and ``candles()``).
+            service: The market pipeline (``snapshot()`` and ``candles()``; its desk for
+                picks and the watchlist).
             ui: UI settings (refresh rate, chart timeframe and bars).
             symbol: Venue symbol to show.
             exchange: Exchange id for the status bar.
             clock: Wall clock in epoch seconds.
+            export_dir: Where CSV exports go (default :func:`tui.export.default_export_dir`).
         """
         super().__init__()
         self.symbol = symbol
@@ -110,6 +141,10 @@ class SymbolScreen(Screen[None]):
         self._candle_timer: Timer | None = None
         self._candles: CandleSeries | None = None
         self._candles_at = 0.0
+        self.export_dir = export_dir or export.default_export_dir()
+        """Where CSV exports go."""
+        self.last_export: Path | None = None
+        """The latest CSV written (for tests and the toast)."""
 
     @property
     def timeframes(self) -> tuple[str, ...]:
@@ -282,6 +317,41 @@ class SymbolScreen(Screen[None]):
             return
         index = timeframes.index(self.timeframe) if self.timeframe in timeframes else 0
         self.timeframe = timeframes[(index + step) % len(timeframes)]
+
+    def action_pick(self) -> None:
+        """Open the pick form prefilled from this symbol's plan."""
+        open_pick_form(self, self._service, self.symbol)
+
+    async def action_toggle_watch(self) -> None:
+        """Add or remove this symbol on the watchlist (stored before the toast)."""
+        desk = self._service.desk()
+        if desk is None:
+            self.notify("the watchlist needs the database", severity="warning")
+            return
+        watched = await desk.toggle_watch(self.symbol)
+        self.notify(f"{self.symbol} {'added to' if watched else 'removed from'} the watchlist",
+                    title="watchlist")
+
+    async def action_export_candles(self) -> None:
+        """Write the shown timeframe's candles and indicators to a timestamped CSV."""
+        series = self._service.candles(self.symbol, self.timeframe, EXPORT_BARS)
+        if series is None or not series.open_time:
+            self.notify(f"no {self.timeframe} candles of {self.symbol} yet", severity="warning")
+            return
+        try:
+            path = export.export_path(
+                self.export_dir, f"{self.symbol}-{self.timeframe}", self._clock()
+            )
+            # The configured EMA periods are the ones the engine reported; other periods are
+            # the defaults (the UI is not given the engine's [indicators] section).
+            cfg = IndicatorConfig(ema_periods=list(self._ema_periods()))
+            rows = await asyncio.to_thread(export.write_candles_csv, path, series, cfg)
+        except OSError as exc:
+            log.error("candle export failed: %s", exc)
+            self.notify(f"candle export failed: {exc}", severity="error")
+            return
+        self.last_export = path
+        self.notify(f"{rows} candles → {path}", title="exported")
 
     def palette_commands(self) -> Iterable[PaletteCommand]:
         """Timeframe and navigation commands (see :mod:`tui.commands`)."""

@@ -25,7 +25,9 @@ from textual.message import Message
 from textual.reactive import Reactive, reactive
 from textual.widgets import DataTable
 
+from engine.history import TrackRecord
 from engine.models import Direction, EngineSnapshot, SymbolState
+from engine.track_record import TrackStats
 from tui import formatting as fmt
 from tui.formatting import CellContext, Palette
 from tui.ui_config import TABLE_COLUMNS
@@ -65,6 +67,49 @@ def _score(state: SymbolState) -> float | None:
 
 def _confidence(state: SymbolState) -> float | None:
     return state.signal.confidence if state.signal is not None else None
+
+
+def _shown_confidence(state: SymbolState) -> float | None:
+    if state.signal is None:
+        return None
+    calibrated = state.signal.calibrated_confidence
+    return calibrated if calibrated is not None else state.signal.confidence
+
+
+UNCALIBRATED_MARK = "~"
+"""Prefix of a confidence that no fitted calibration model has turned into a probability."""
+
+
+def cell_confidence(state: SymbolState, ctx: CellContext) -> Text:
+    """Confidence cell: the calibrated probability (0-1) when a model is fitted, else the raw
+    indicator agreement marked ``~0.62`` and dimmed, so it is never read as a probability."""
+    signal = state.signal
+    if signal is None:
+        text = Text("—", justify="right")
+    elif signal.calibrated_confidence is not None:
+        text = Text(f"{signal.calibrated_confidence:.2f}", justify="right")
+    else:
+        text = Text(
+            f"{UNCALIBRATED_MARK}{signal.confidence:.2f}", style=ctx.palette.muted, justify="right"
+        )
+    if state.stale:
+        text.stylize(ctx.palette.stale)
+    return text
+
+
+def format_track(stats: TrackStats | None) -> str:
+    """A track record in a table cell: ``hit 58% ±9 n=31``.
+
+    The ± is half the width of the Wilson 95 % interval, in percentage points, so a small
+    sample looks as uncertain as it is (:func:`engine.track_record.wilson_interval`).
+
+    Args:
+        stats: Resolved-signal stats of one group, or ``None`` (shown as ``—``).
+    """
+    if stats is None or stats.count == 0:
+        return "—"
+    half = (stats.hit_high - stats.hit_low) / 2 * 100
+    return f"hit {stats.hit_rate * 100:.0f}% ±{half:.0f} n={stats.count}"
 
 
 def _risk_reward(state: SymbolState) -> float | None:
@@ -112,12 +157,47 @@ BASE_COLUMNS: tuple[ColumnSpec, ...] = (
         meaning="0-100; 50 is neutral, higher leans long, lower leans short",
     ),
     ColumnSpec(
-        key="conf", label="conf", width=4, drop_rank=4, cell=fmt.cell_confidence,
-        sort=_confidence, descending=True,
-        meaning="confidence 0-1: how much the ready timeframes and indicators agree",
+        key="conf", label="conf", width=5, drop_rank=4, cell=cell_confidence,
+        sort=_shown_confidence, descending=True,
+        meaning="confidence 0-1: calibrated probability of TP1 before the stop when a model "
+        f"is fitted; {UNCALIBRATED_MARK}0.62 (dim) = uncalibrated indicator agreement",
     ),
 )  # fmt: skip
 """Columns before the per-timeframe vote columns (drop_rank: higher goes first when narrow)."""
+
+TRACK_KEY = "track"
+"""Key of the track-record column."""
+TRACK_VISIBILITY = TRACK_KEY
+"""``[ui] columns`` entry that shows the track column."""
+TRACK_MEANING = (
+    "track record of the row's signal type in this run's data source: hit rate (TP1 before "
+    "the stop), ± half its Wilson 95 % interval, n resolved signals"
+)
+
+
+def track_column(lookup: Callable[[SymbolState], TrackStats | None]) -> ColumnSpec:
+    """The track-record column (``hit 58% ±9 n=31``).
+
+    Args:
+        lookup: The stats of a row's signal type (``None`` when none resolved yet).
+    """
+
+    def cell(state: SymbolState, ctx: CellContext) -> Text:
+        stats = lookup(state)
+        text = Text(format_track(stats), justify="right")
+        if stats is None or state.stale:
+            text.stylize(ctx.palette.stale if state.stale else ctx.palette.muted)
+        return text
+
+    def sort(state: SymbolState) -> float | None:
+        stats = lookup(state)
+        # Rank by the interval's lower bound: a small lucky sample does not sort first.
+        return stats.hit_low if stats is not None and stats.count else None
+
+    return ColumnSpec(
+        key=TRACK_KEY, label="track", width=16, drop_rank=6, cell=cell, sort=sort,
+        descending=True, meaning=TRACK_MEANING,
+    )  # fmt: skip
 
 TAIL_COLUMNS: tuple[ColumnSpec, ...] = (
     ColumnSpec(
@@ -184,6 +264,8 @@ FLASH_S = 1.0
 
 def visibility_key(column: ColumnSpec) -> str:
     """The ``[ui] columns`` entry controlling ``column`` (``votes`` for vote columns)."""
+    if column.key == TRACK_KEY:
+        return TRACK_VISIBILITY
     return VOTES_KEY if column.key.startswith(VOTE_PREFIX) else column.key
 
 
@@ -228,15 +310,25 @@ def vote_column(timeframe: str) -> ColumnSpec:
     )
 
 
-def build_columns(timeframes: Iterable[str], oi_window: str = "") -> tuple[ColumnSpec, ...]:
+def build_columns(
+    timeframes: Iterable[str],
+    oi_window: str = "",
+    track: Callable[[SymbolState], TrackStats | None] | None = None,
+) -> tuple[ColumnSpec, ...]:
     """All columns for the configured timeframes, in display order.
 
     Args:
         timeframes: Configured timeframes (one vote column each).
         oi_window: Open-interest change window of the ``oi`` column (see :func:`oi_column`).
+        track: Track-record lookup of the ``track`` column (after ``R:R``); no column
+            when ``None``.
     """
-    tail = tuple(oi_column(oi_window) if c.key == "oi" else c for c in TAIL_COLUMNS)
-    return BASE_COLUMNS + tuple(vote_column(tf) for tf in timeframes) + tail
+    tail: list[ColumnSpec] = []
+    for column in TAIL_COLUMNS:
+        tail.append(oi_column(oi_window) if column.key == "oi" else column)
+        if column.key == "rr" and track is not None:
+            tail.append(track_column(track))
+    return BASE_COLUMNS + tuple(vote_column(tf) for tf in timeframes) + tuple(tail)
 
 
 def fit_columns(
@@ -366,6 +458,9 @@ class SignalTable(DataTable[Text]):
     """``[ui] columns`` keys the user wants shown (``symbol`` always is); narrow terminals
     drop more (:func:`fit_columns`)."""
 
+    track_record: Reactive[TrackRecord | None] = reactive(None, init=False, repaint=False)
+    """Track record behind the ``track`` column; follows the app's ``track_record``."""
+
     class SymbolChosen(Message):
         """The user pressed enter (or clicked) on a row."""
 
@@ -398,6 +493,7 @@ class SignalTable(DataTable[Text]):
         self._all_columns: tuple[ColumnSpec, ...] = ()
         self._columns: tuple[ColumnSpec, ...] = ()
         self._timeframes: tuple[str, ...] | None = None
+        self._has_track = False
         self._rows: dict[str, _Row] = {}
         self._states: dict[str, SymbolState] = {}
         self._ctx = CellContext(oi_window=oi_window)
@@ -509,6 +605,22 @@ class SignalTable(DataTable[Text]):
 
     def on_mount(self) -> None:
         self._ctx.palette = self._read_palette()
+        if hasattr(self.app, "track_record"):
+            # The App polls the service for the track record; every table follows it.
+            self.watch(self.app, "track_record", self._app_track_record_changed)
+
+    def _app_track_record_changed(self, record: TrackRecord | None) -> None:
+        self.track_record = record
+
+    def watch_track_record(self) -> None:
+        self._sync()
+
+    def track_stats(self, state: SymbolState) -> TrackStats | None:
+        """Track record of ``state``'s signal type (``None``: no signal or no history)."""
+        record = self.track_record
+        if record is None or state.signal is None:
+            return None
+        return record.by_type.get(state.signal.signal_type.value)
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
@@ -581,9 +693,14 @@ class SignalTable(DataTable[Text]):
         Returns:
             True when the columns were rebuilt (all rows are gone).
         """
-        if timeframes != self._timeframes:
+        # Without signal history (no database) there is no track column at all.
+        has_track = self.track_record is not None
+        if timeframes != self._timeframes or has_track != self._has_track:
             self._timeframes = timeframes
-            self._all_columns = build_columns(timeframes, self._oi_window)
+            self._has_track = has_track
+            self._all_columns = build_columns(
+                timeframes, self._oi_window, self.track_stats if has_track else None
+            )
         available = self.scrollable_content_region.width or self.size.width
         wanted = tuple(c for c in self._all_columns if visibility_key(c) in self.column_keys)
         # Leave room for the vertical scrollbar so the last column is never clipped.
@@ -678,6 +795,7 @@ class SignalTable(DataTable[Text]):
             state.micro_signal,
             state.book,
             flashing,
+            self.track_stats(state),
         )
         previous = self._rows.get(symbol)
         if previous is None:

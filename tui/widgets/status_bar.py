@@ -75,6 +75,28 @@ def open_interest_health(health: FeedHealth) -> tuple[str, str] | None:
     return short, f"{short}: {reason}"
 
 
+ALERT_REASON_CHARS = 40
+"""Failing alert channel reasons are cut to this many characters in the bar."""
+
+
+def alert_health(failures: tuple[tuple[str, str], ...]) -> tuple[str, str] | None:
+    """Failing alert channels for the status bar, short and full: ``alerts failing: webhook``
+    and ``alerts failing: webhook (connection refused)``; ``None`` when none fails.
+
+    Args:
+        failures: ``(channel name, reason)`` per failing channel.
+    """
+    if not failures:
+        return None
+    short = "alerts failing: " + ", ".join(name for name, _ in failures)
+    parts = []
+    for name, reason in failures:
+        if len(reason) > ALERT_REASON_CHARS:
+            reason = reason[: ALERT_REASON_CHARS - 1] + "…"
+        parts.append(f"{name} ({reason})" if reason else name)
+    return short, "alerts failing: " + ", ".join(parts)
+
+
 def _backfill_bar(done: int, total: int, width: int = 8) -> str:
     filled = round(width * done / total) if total else width
     return "▰" * filled + "▱" * (width - filled)
@@ -139,6 +161,8 @@ class StatusBar(Widget):
     """Wall clock, seconds since the epoch, from the app's injected clock."""
     feed_error: Reactive[str] = reactive("")
     """Why the market feed worker stopped (empty while it runs)."""
+    alert_failures: Reactive[tuple[tuple[str, str], ...]] = reactive(())
+    """Failing alert channels as ``(name, reason)``, from the app."""
 
     def __init__(self, exchange: str, *, id: str | None = None) -> None:
         """Create the bar.
@@ -156,9 +180,14 @@ class StatusBar(Widget):
         # screen's bar follows it (init=True also shows a failure that happened earlier).
         if hasattr(self.app, "feed_error"):
             self.watch(self.app, "feed_error", self._app_feed_error_changed)
+        if hasattr(self.app, "alert_failures"):
+            self.watch(self.app, "alert_failures", self._app_alert_failures_changed)
 
     def _app_feed_error_changed(self, error: str) -> None:
         self.feed_error = error
+
+    def _app_alert_failures_changed(self, failures: tuple[tuple[str, str], ...]) -> None:
+        self.alert_failures = failures
 
     def watch_snapshot(self, snapshot: EngineSnapshot | None) -> None:
         mode = snapshot.health.mode if snapshot is not None else ""
@@ -216,6 +245,12 @@ class StatusBar(Widget):
             short, full = oi
             warn = self._style("warning")
             # Named early: OI columns and the micro score's OI factor stay empty without it.
+            segments.append(_Segment(Text(short, style=warn), 1, Text(full, style=warn)))
+        alerts = alert_health(self.alert_failures)
+        if alerts is not None:
+            short, full = alerts
+            warn = self._style("warning")
+            # Alerts that do not go out are news the trader must see: kept early.
             segments.append(_Segment(Text(short, style=warn), 1, Text(full, style=warn)))
         segments.append(_Segment(self._signal_counts(snapshot), 4))
         if snapshot.breadth is not None:

@@ -88,7 +88,12 @@ class SymbolHeader(Widget):
             text.append(" ")
             text.append_text(fmt.cell_score(state, fmt.CellContext(palette=palette)))
             if drop < 2:
-                text.append(f" conf {state.signal.confidence:.2f}")
+                calibrated = state.signal.calibrated_confidence
+                if calibrated is not None:
+                    text.append(f" conf {calibrated:.2f}")
+                else:
+                    # Raw indicator agreement, not a measured probability: say so.
+                    text.append(f" conf {state.signal.confidence:.2f} uncalibrated")
         if drop < 1:
             text.append(f"  fund {fmt.format_funding(state.funding_rate)}", style=palette.muted)
         if drop < 3 or state.stale:
