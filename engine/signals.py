@@ -322,6 +322,56 @@ def round_to_tick(price: float, tick: float, mode: str) -> float:
     return float(round(count * tick, decimals))
 
 
+def plan_on_ticks(
+    side: float,
+    entry: float,
+    stop: float,
+    tp1: float,
+    tp2: float,
+    *,
+    tick_size: float | None,
+    atr: float,
+    timeframe: str,
+) -> TradePlan | None:
+    """A :class:`TradePlan` from raw levels, put on the exchange's tick grid conservatively.
+
+    With ``tick_size`` the entry goes to the nearest tick, the stop away from the entry and the
+    targets towards it (floor for a LONG, ceil for a SHORT), and R:R
+    (``|TP1 - entry| / |entry - SL|``) is computed from the rounded prices.
+
+    Args:
+        side: +1 LONG, -1 SHORT.
+        entry: Entry price, quote currency.
+        stop: Stop loss, quote currency.
+        tp1: First target, quote currency.
+        tp2: Second target, quote currency.
+        tick_size: Price tick, quote currency (``None`` leaves prices unrounded).
+        atr: ATR that sized the plan (0 when it was not ATR-based), quote currency.
+        timeframe: Timeframe of that ATR (empty when none).
+
+    Returns:
+        The plan, or ``None`` when the stop is not above zero or the levels are not strictly
+        ordered (``SL < entry < TP1 < TP2`` for a LONG, mirrored) after rounding.
+    """
+    if tick_size is not None and tick_size > 0:
+        mode = "floor" if side > 0 else "ceil"
+        entry = round_to_tick(entry, tick_size, "nearest")
+        stop = round_to_tick(stop, tick_size, mode)
+        tp1 = round_to_tick(tp1, tick_size, mode)
+        tp2 = round_to_tick(tp2, tick_size, mode)
+    if stop <= 0 or not (side * stop < side * entry < side * tp1 < side * tp2):
+        return None
+    return TradePlan(
+        entry=entry,
+        stop_loss=stop,
+        take_profit_1=tp1,
+        take_profit_2=tp2,
+        risk_reward=abs(tp1 - entry) / abs(entry - stop),
+        atr=atr,
+        timeframe=timeframe,
+    )
+
+
 def trade_plan(
     direction: Direction,
     entry: float,
@@ -358,22 +408,8 @@ def trade_plan(
         return None
     tp1 = entry + side * cfg.tp1_atr * atr
     tp2 = entry + side * cfg.tp2_atr * atr
-    if tick_size is not None and tick_size > 0:
-        away, toward = ("floor", "floor") if side > 0 else ("ceil", "ceil")
-        entry = round_to_tick(entry, tick_size, "nearest")
-        stop = round_to_tick(stop, tick_size, away)
-        tp1 = round_to_tick(tp1, tick_size, toward)
-        tp2 = round_to_tick(tp2, tick_size, toward)
-        if stop <= 0 or not (side * stop < side * entry < side * tp1 < side * tp2):
-            return None
-    return TradePlan(
-        entry=entry,
-        stop_loss=stop,
-        take_profit_1=tp1,
-        take_profit_2=tp2,
-        risk_reward=abs(tp1 - entry) / abs(entry - stop),
-        atr=atr,
-        timeframe=timeframe,
+    return plan_on_ticks(
+        side, entry, stop, tp1, tp2, tick_size=tick_size, atr=atr, timeframe=timeframe
     )
 
 

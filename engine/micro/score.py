@@ -48,7 +48,7 @@ from engine.models import (
     SignalType,
     TradePlan,
 )
-from engine.signals import round_to_tick
+from engine.signals import plan_on_ticks
 
 MS_PER_DAY = 86_400_000
 
@@ -230,22 +230,8 @@ def micro_plan(
         stop = entry * (1 - side * cfg.stop_pct / 100)
         tp1 = entry * (1 + side * cfg.tp1_pct / 100)
         tp2 = entry * (1 + side * cfg.tp2_pct / 100)
-    if stop <= 0:
-        return None
-    if tick_size is not None and tick_size > 0:
-        mode = "floor" if side > 0 else "ceil"
-        entry = round_to_tick(entry, tick_size, "nearest")
-        stop = round_to_tick(stop, tick_size, mode)
-        tp1 = round_to_tick(tp1, tick_size, mode)
-        tp2 = round_to_tick(tp2, tick_size, mode)
-    if stop <= 0 or not (side * stop < side * entry < side * tp1 < side * tp2):
-        return None
-    return TradePlan(
-        entry=entry,
-        stop_loss=stop,
-        take_profit_1=tp1,
-        take_profit_2=tp2,
-        risk_reward=abs(tp1 - entry) / abs(entry - stop),
+    return plan_on_ticks(
+        side, entry, stop, tp1, tp2, tick_size=tick_size,
         atr=atr if atr is not None and atr > 0 else 0.0,
         timeframe=cfg.atr_timeframe if use_atr else "",
     )
