@@ -6,7 +6,10 @@ backfill of 500 base bars, then every 5m bar fed to the live :class:`engine.engi
 one recompute per bar close batch, the live recorder's emission rule and outcome tracking.
 
 Target (issue 5): under 2 minutes on the 2-core dev machine. Reports symbol-bars per second
-for 1 and 2 workers (``--workers``), and checks that both give the same signals.
+for the given worker counts (``--workers 1 2``) and the ratio to the throughput the target
+needs. Measured 2026-11-22 on the 2-core machine: 104.5 s with 2 workers (4,276 bars/s,
+1.15x), from 177.5 s before the engine work that got it there (evaluation in the calling
+thread, TA-Lib's C functions called directly, the Supertrend over its last 15 ATR periods).
 """
 
 from __future__ import annotations
@@ -53,7 +56,10 @@ def main() -> None:
         seconds, _, _ = bench(workers, symbols)
         if symbols is None:
             verdict = "meets" if seconds < TARGET_S else "MISSES"
-            print(f"  {verdict} the {TARGET_S:.0f} s target")
+            print(
+                f"  {verdict} the {TARGET_S:.0f} s target: {TARGET_S / seconds:.2f}x the "
+                "throughput it needs"
+            )
 
 
 if __name__ == "__main__":

@@ -255,7 +255,9 @@ class BarReplay:
         # The runner's replay staleness: a symbol missing bars for this long is stale and its
         # row's signal is not recorded (MarketRunner scales stale_after_s for replays).
         self._stale_ms = int(max(config.stale_after_s, 2.5 * self.base_ms / 1000) * 1000)
-        self.engine = Engine(config, clock=lambda: self._now, streamed_timeframes=[self.base])
+        self.engine = Engine(
+            config, clock=lambda: self._now, streamed_timeframes=[self.base], offload=False
+        )
         self.bars = self._streamed_bars()
         self.total_bars = sum(len(b.open_time) for b in self.bars.values())
 

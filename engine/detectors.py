@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import talib
 
+from engine import ta
 from engine.candles import ClosedArrays
 from engine.config import SignalConfig
 from engine.indicators import FloatArray, IndicatorSet
@@ -45,6 +45,8 @@ PATTERN_TAIL = 60
 """Bars handed to the TA-Lib pattern functions: their candle-size averages look back at most
 ten-odd bars, so the last value over this tail equals the one over the whole series."""
 
+_PATTERN_FUNCTIONS = tuple((label, ta.function(name)) for label, name in PATTERNS.items())
+
 UNSIGNED_PATTERNS = frozenset({"doji"})
 """Patterns TA-Lib reports as +100 that carry no direction (indecision)."""
 
@@ -77,15 +79,23 @@ def regime(adx: float, width_percentile: float, cfg: SignalConfig) -> str:
 def streak(close: FloatArray) -> int:
     """Signed count of consecutive same-direction closes ending at the last bar (+3: three
     closes each above the previous one; an unchanged close ends a streak)."""
-    if close.shape[0] < 2:
+    n = close.shape[0]
+    if n < 2:
         return 0
-    signs = np.sign(np.diff(close))
-    last = signs[-1]
+    # Walk back from the end: streaks are a few bars long, so this reads a handful of values
+    # where a vectorised diff would touch the whole series.
+    later = float(close[-1])
+    earlier = float(close[-2])
+    last = _sign(later - earlier)
     if last == 0:
         return 0
-    different = np.flatnonzero(signs != last)
-    run = signs.shape[0] - (int(different[-1]) + 1 if different.shape[0] else 0)
-    return int(run * last)
+    run = 1
+    for i in range(n - 3, -1, -1):
+        later, earlier = earlier, float(close[i])
+        if _sign(later - earlier) != last:
+            break
+        run += 1
+    return run * last
 
 
 def reversion(
@@ -121,7 +131,7 @@ def reversion(
     d, ratio = 0, math.nan
     k = cfg.volume_average_bars
     if n >= k + 2:
-        average = float(talib.SMA(volume[n - 2 - k : n - 2], timeperiod=k)[-1])
+        average = float(ta.SMA(volume[n - 2 - k : n - 2], timeperiod=k)[-1])
         if average > 0:
             ratio = float(volume[-2]) / average
             falling = volume[-1] <= (1.0 - cfg.reversion_volume_drop) * volume[-2]
@@ -175,17 +185,17 @@ def candle_cluster(arrays: ClosedArrays, cfg: SignalConfig) -> CandleCluster:
     if n < k + 1:
         return CandleCluster()
     # SMA of the k volumes before each bar i: talib.SMA at i - 1.
-    average = talib.SMA(volume, timeperiod=k)
+    average = ta.SMA(volume, timeperiod=k)
     start = max(k, n - cfg.cluster_lookback)
-    idx = np.arange(start, n)
-    prior = average[idx - 1]
+    prior = average[start - 1 : n - 1]
+    dirs = np.sign(close[start:] - open_[start:])
     with np.errstate(invalid="ignore"):
-        high = (volume[idx] >= cfg.cluster_volume * prior) & (prior > 0)
-    dirs = np.sign(close[idx] - open_[idx])
-    hv = idx[high & (dirs != 0)]
-    hv_dirs = np.sign(close[hv] - open_[hv])
-    up = int(np.count_nonzero(hv_dirs > 0))
-    down = int(np.count_nonzero(hv_dirs < 0))
+        high = (volume[start:] >= cfg.cluster_volume * prior) & (prior > 0) & (dirs != 0)
+    offsets = np.flatnonzero(high)
+    hv = (offsets + start).tolist()
+    hv_dirs = dirs[offsets].tolist()
+    up = hv_dirs.count(1.0)
+    down = hv_dirs.count(-1.0)
     count = up + down
     if count == 0:
         return CandleCluster()
@@ -194,10 +204,10 @@ def candle_cluster(arrays: ClosedArrays, cfg: SignalConfig) -> CandleCluster:
     follow = 0.0
     f = cfg.cluster_follow_bars
     if direction:
-        eligible = hv[(hv_dirs == direction) & (hv + f <= n - 1)]
-        if eligible.shape[0]:
-            moved = direction * (close[eligible + f] - close[eligible]) > 0
-            follow = float(np.count_nonzero(moved)) / float(eligible.shape[0])
+        eligible = [i for i, d in zip(hv, hv_dirs, strict=True) if d == direction and i + f < n]
+        if eligible:
+            moved = sum(direction * (float(close[i + f]) - float(close[i])) > 0 for i in eligible)
+            follow = float(moved) / float(len(eligible))
     strength = direction * ratio * follow * min(count / cfg.cluster_min_count, 1.0)
     forming = bool(
         direction
@@ -216,11 +226,13 @@ def patterns(arrays: ClosedArrays) -> tuple[str, ...]:
     :data:`PATTERNS` order: ``name+`` bullish, ``name-`` bearish, bare ``doji``."""
     if len(arrays) == 0:
         return ()
-    tail = arrays.window(start=max(0, len(arrays) - PATTERN_TAIL))
-    o, h, lo, c = tail.open, tail.high, tail.low, tail.close
+    start = max(0, len(arrays) - PATTERN_TAIL)
+    # Views: the columns are contiguous float64, as TA-Lib needs.
+    o, h, lo, c = (arrays.open[start:], arrays.high[start:], arrays.low[start:],
+                   arrays.close[start:])
     found: list[str] = []
-    for label, func_name in PATTERNS.items():
-        value = int(getattr(talib, func_name)(o, h, lo, c)[-1])
+    for label, func in _PATTERN_FUNCTIONS:
+        value = int(func(o, h, lo, c)[-1])
         if value == 0:
             continue
         found.append(label if label in UNSIGNED_PATTERNS else f"{label}{'+' if value > 0 else '-'}")
@@ -235,6 +247,9 @@ def pattern_vote(labels: tuple[str, ...]) -> float:
 
 HEIKIN_ASHI_BARS = 3
 """Consecutive same-colour Heikin Ashi candles that make a trend."""
+HEIKIN_ASHI_TAIL = 80
+"""Candles the Heikin Ashi trend is computed over: the HA open's seed weighs ``2^-77`` at the
+last bar, far below float64 precision."""
 
 
 def heikin_ashi(arrays: ClosedArrays) -> tuple[FloatArray, FloatArray]:
@@ -245,24 +260,36 @@ def heikin_ashi(arrays: ClosedArrays) -> tuple[FloatArray, FloatArray]:
     2/(3+1)) shifted one bar. TA-Lib seeds it with an SMA instead of ``(O0 + C0) / 2``; the
     seed's weight halves every bar, so it is below float precision after ~55 bars.
     """
-    ha_close = (arrays.open + arrays.high + arrays.low + arrays.close) / 4.0
+    return _heikin_ashi(arrays.open, arrays.high, arrays.low, arrays.close)
+
+
+def _heikin_ashi(
+    open_: FloatArray, high: FloatArray, low: FloatArray, close: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    ha_close = (open_ + high + low + close) / 4.0
     ha_open = np.full_like(ha_close, np.nan)
     if ha_close.shape[0] >= 4:
-        ha_open[1:] = talib.EMA(ha_close, timeperiod=3)[:-1]
+        ha_open[1:] = ta.EMA(ha_close, timeperiod=3)[:-1]
     return ha_open, ha_close
 
 
 def heikin_ashi_trend(arrays: ClosedArrays) -> int:
     """+1 when the last :data:`HEIKIN_ASHI_BARS` Heikin Ashi candles all close above their
-    open, -1 when all below, else 0."""
-    ha_open, ha_close = heikin_ashi(arrays)
+    open, -1 when all below, else 0.
+
+    Computed over the last :data:`HEIKIN_ASHI_TAIL` candles: the HA open's seed halves every
+    bar (see :func:`heikin_ashi`), so a longer series gives the same last candles."""
+    start = max(0, len(arrays) - HEIKIN_ASHI_TAIL)
+    ha_open, ha_close = _heikin_ashi(
+        arrays.open[start:], arrays.high[start:], arrays.low[start:], arrays.close[start:]
+    )
     if ha_close.shape[0] < HEIKIN_ASHI_BARS:
         return 0
-    body = ha_close[-HEIKIN_ASHI_BARS:] - ha_open[-HEIKIN_ASHI_BARS:]
-    if not np.all(np.isfinite(body)):
+    body = (ha_close[-HEIKIN_ASHI_BARS:] - ha_open[-HEIKIN_ASHI_BARS:]).tolist()
+    if not all(math.isfinite(b) for b in body):
         return 0
-    if np.all(body > 0):
+    if all(b > 0 for b in body):
         return 1
-    if np.all(body < 0):
+    if all(b < 0 for b in body):
         return -1
     return 0

@@ -145,6 +145,9 @@ class Engine:
             does not matter whether the feed also streams them (those klines are counted in
             ``store.ignored_klines`` and skipped).
         batch_size: Symbols evaluated per ``asyncio.to_thread`` call.
+        offload: Evaluate in a worker thread (``asyncio.to_thread``) so the event loop stays
+            responsive. ``False`` evaluates in the calling thread: for a process that does
+            nothing else (a backtest worker), where the thread hop is pure overhead.
         micro: Microstructure section (features, score, scalp signal gate).
 
     Raises:
@@ -159,6 +162,7 @@ class Engine:
         clock: Callable[[], int],
         streamed_timeframes: Collection[str] | None = None,
         batch_size: int = 32,
+        offload: bool = True,
         micro: MicroConfig | None = None,
     ) -> None:
         if batch_size < 1:
@@ -177,6 +181,7 @@ class Engine:
         self.store = CandleStore(config.timeframes, base, streamed)
         """The candles (read access for tests and diagnostics)."""
         self._batch_size = batch_size
+        self._offload = offload
         self._stale_ms = int(config.stale_after_s * 1000)
         self._symbols: dict[str, _SymbolData] = {}
         self._dirty: dict[str, set[str]] = {}
@@ -439,9 +444,12 @@ class Engine:
             try:
                 for n, i in enumerate(bounds):
                     end = bounds[n + 1] if n + 1 < len(bounds) else len(jobs)
-                    ident, results = await asyncio.to_thread(
-                        self._evaluate_batch, jobs[i:end], self._btc_microtrend()
-                    )
+                    if self._offload:
+                        ident, results = await asyncio.to_thread(
+                            self._evaluate_batch, jobs[i:end], self._btc_microtrend()
+                        )
+                    else:
+                        ident, results = self._evaluate_batch(jobs[i:end], self._btc_microtrend())
                     done = end
                     self.last_recompute_thread = ident
                     for symbol, tf_signals, signal, spikes, as_of in results:

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-import talib
 
+from engine import ta
 from engine.candles import ClosedArrays
 from engine.config import IndicatorConfig
-from engine.supertrend import supertrend
+from engine.supertrend import SUPERTREND_PERIODS, supertrend
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -70,38 +70,39 @@ def compute_indicators(arrays: ClosedArrays, cfg: IndicatorConfig) -> IndicatorS
     del o
     out = IndicatorSet()
     for period in cfg.ema_periods:
-        out[f"ema_{period}"] = talib.EMA(c, timeperiod=period)
-    macd, signal, hist = talib.MACD(
+        out[f"ema_{period}"] = ta.EMA(c, timeperiod=period)
+    macd, signal, hist = ta.MACD(
         c, fastperiod=cfg.macd_fast, slowperiod=cfg.macd_slow, signalperiod=cfg.macd_signal
     )
     out["macd"], out["macd_signal"], out["macd_hist"] = macd, signal, hist
-    out["rsi"] = talib.RSI(c, timeperiod=cfg.rsi_period)
-    _fast_k, k = talib.STOCHRSI(
+    out["rsi"] = ta.RSI(c, timeperiod=cfg.rsi_period)
+    _fast_k, k = ta.STOCHRSI(
         c,
         timeperiod=cfg.stochrsi_period,
         fastk_period=cfg.stochrsi_period,
         fastd_period=cfg.stochrsi_k,
     )  # fastd_matype defaults to SMA
     out["stochrsi_k"] = k
-    out["stochrsi_d"] = talib.SMA(k, timeperiod=cfg.stochrsi_d)
-    obv = talib.OBV(c, v)
+    out["stochrsi_d"] = ta.SMA(k, timeperiod=cfg.stochrsi_d)
+    obv = ta.OBV(c, v)
     out["obv"] = obv
-    out["obv_slope"] = talib.LINEARREG_SLOPE(obv, timeperiod=cfg.obv_slope_bars)
-    out["atr"] = talib.ATR(h, lo, c, timeperiod=cfg.atr_period)
-    out["adx"] = talib.ADX(h, lo, c, timeperiod=cfg.adx_period)
-    out["plus_di"] = talib.PLUS_DI(h, lo, c, timeperiod=cfg.adx_period)
-    out["minus_di"] = talib.MINUS_DI(h, lo, c, timeperiod=cfg.adx_period)
+    out["obv_slope"] = ta.LINEARREG_SLOPE(obv, timeperiod=cfg.obv_slope_bars)
+    out["atr"] = ta.ATR(h, lo, c, timeperiod=cfg.atr_period)
+    out["adx"] = ta.ADX(h, lo, c, timeperiod=cfg.adx_period)
+    out["plus_di"] = ta.PLUS_DI(h, lo, c, timeperiod=cfg.adx_period)
+    out["minus_di"] = ta.MINUS_DI(h, lo, c, timeperiod=cfg.adx_period)
     # matype defaults to SMA: the classic Bollinger middle band.
-    upper, middle, lower = talib.BBANDS(
+    upper, middle, lower = ta.BBANDS(
         c, timeperiod=cfg.bb_period, nbdevup=cfg.bb_stddev, nbdevdn=cfg.bb_stddev
     )
     out["bb_upper"], out["bb_middle"], out["bb_lower"] = upper, middle, lower
     with np.errstate(divide="ignore", invalid="ignore"):
         out["bb_width"] = (upper - lower) / middle
     line, direction = supertrend(
-        h, lo, c, period=cfg.supertrend_period, multiplier=cfg.supertrend_multiplier
+        h, lo, c, period=cfg.supertrend_period, multiplier=cfg.supertrend_multiplier,
+        bars=SUPERTREND_PERIODS * cfg.supertrend_period,
     )
     out["supertrend"], out["supertrend_dir"] = line, direction
-    out["support"] = talib.MIN(lo, timeperiod=cfg.sr_lookback)
-    out["resistance"] = talib.MAX(h, timeperiod=cfg.sr_lookback)
+    out["support"] = ta.MIN(lo, timeperiod=cfg.sr_lookback)
+    out["resistance"] = ta.MAX(h, timeperiod=cfg.sr_lookback)
     return out

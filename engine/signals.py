@@ -132,7 +132,7 @@ def _raw_votes(
 
     n = cfg.indicators.obv_slope_bars
     slope = ind.last("obv_slope")
-    traded = float(np.sum(np.abs(arrays.volume[-n:])))
+    traded = float(np.abs(arrays.volume[-n:]).sum())
     if math.isfinite(slope) and math.isfinite(traded) and traded > 0:
         votes.append(("obv", slope, _clip(2.0 * slope * (n - 1) / traded)))
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-import talib
-
+from engine import ta
 from engine.candles import ClosedArrays
 from engine.indicators import FloatArray
 
@@ -34,9 +33,9 @@ def return_zscore(close: FloatArray, window: int = SPIKE_WINDOW) -> float:
     if close.shape[0] < window + 2:
         return math.nan
     tail = close[-(window + 2) :]
-    returns = talib.ROCP(tail, timeperiod=1)  # first element NaN
-    mean = float(talib.SMA(returns[1:-1], timeperiod=window)[-1])
-    std = float(talib.STDDEV(returns[1:-1], timeperiod=window, nbdev=1.0)[-1])
+    returns = ta.ROCP(tail, timeperiod=1)  # first element NaN
+    mean = float(ta.SMA(returns[1:-1], timeperiod=window)[-1])
+    std = float(ta.STDDEV(returns[1:-1], timeperiod=window, nbdev=1.0)[-1])
     if not (math.isfinite(std) and std > 0):
         return math.nan
     return (float(returns[-1]) - mean) / std
@@ -47,7 +46,7 @@ def volume_ratio(volume: FloatArray, window: int = SPIKE_WINDOW) -> float:
     undefined)."""
     if volume.shape[0] < window + 1:
         return math.nan
-    base = float(talib.SMA(volume[-(window + 1) : -1], timeperiod=window)[-1])
+    base = float(ta.SMA(volume[-(window + 1) : -1], timeperiod=window)[-1])
     return float(volume[-1]) / base if base > 0 else math.nan
 
 

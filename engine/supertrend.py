@@ -13,53 +13,29 @@ Formula (Seban's Supertrend as implemented by TradingView's built-in ``ta.supert
   band. The Supertrend line is the final lower band in an uptrend, the final upper band in a
   downtrend.
 
-The carry is path dependent; between two band resets the final band is a running minimum
-(maximum) of the basic band, so it is computed one reset segment at a time with
-``np.minimum.accumulate`` instead of a per-bar Python loop. Resets are rare (about one per trend
-change), so this stays a handful of numpy calls per series.
+The carry and the direction are path dependent, so one pass walks the bars over plain floats
+(cheaper than numpy for a recursion: ``bench/backtest.py``).
+
+Window: with ``bars`` the Supertrend is computed over the last ``bars`` candles only, as if the
+series began there. Both of its memories fade: the ATR's seed weighs ``(1 - 1/period)^k``
+after ``k`` bars (about ``e^-14`` after ``15 x period``), and the band carry and direction
+restart at every break of a band (every few dozen bars on real data), so a longer history
+does not change the last values in practice (``tests/engine/test_engine_indicators.py``
+checks it on the recorded klines) while it costs a longer walk on every evaluation.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import numpy.typing as npt
-import talib
+
+from engine import ta
 
 FloatArray = npt.NDArray[np.float64]
 
 
-def _carry(
-    basic: FloatArray, close: FloatArray, start: int, accumulate: np.ufunc, broke: np.ufunc
-) -> FloatArray:
-    """Final band from ``basic`` (NaN before ``start``).
-
-    ``accumulate`` is ``np.minimum`` for the upper band (``broke`` = ``np.greater``: the previous
-    close above the band resets it) and ``np.maximum`` for the lower band (``np.less``). The
-    recursion is path-dependent, so it walks the bars; over plain floats that walk is cheaper
-    than re-running a vectorised accumulate after every reset (``bench/backtest.py``).
-    """
-    n = basic.shape[0]
-    out = [math.nan] * n
-    if start >= n:
-        return np.asarray(out)
-    b = basic.tolist()
-    c = close.tolist()
-    upper = accumulate is np.minimum
-    band = b[start]
-    out[start] = band
-    for i in range(start + 1, n):
-        value = b[i]
-        previous_close = c[i - 1]
-        if upper:
-            if previous_close > band or value < band:
-                band = value
-        elif previous_close < band or value > band:
-            band = value
-        out[i] = band
-    del broke  # the walk tests the break itself
-    return np.asarray(out, dtype=np.float64)
+SUPERTREND_PERIODS = 15
+"""Window of the engine's Supertrend in ATR periods (see the module docstring)."""
 
 
 def supertrend(
@@ -68,6 +44,8 @@ def supertrend(
     close: FloatArray,
     period: int = 10,
     multiplier: float = 3.0,
+    *,
+    bars: int | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """Supertrend line and direction.
 
@@ -77,13 +55,16 @@ def supertrend(
         close: Closes, same shape.
         period: ATR period (bars).
         multiplier: ATR multiple of the bands.
+        bars: Compute over the last ``bars`` candles only (``None``: all of them).
 
     Returns:
         ``(line, direction)``, both shape ``(n,)``: the Supertrend level in quote currency and
-        ``+1.0`` (uptrend) / ``-1.0`` (downtrend); NaN until the ATR is defined.
+        ``+1.0`` (uptrend) / ``-1.0`` (downtrend); NaN until the ATR is defined (and before
+        the window with ``bars``).
 
     Raises:
-        ValueError: if the arrays differ in length, or ``period`` < 1 or ``multiplier`` <= 0.
+        ValueError: if the arrays differ in length, or ``period`` < 1, ``multiplier`` <= 0 or
+            ``bars`` < 1.
     """
     if not high.shape == low.shape == close.shape:
         raise ValueError(
@@ -91,40 +72,42 @@ def supertrend(
         )
     if period < 1 or multiplier <= 0:
         raise ValueError(f"supertrend: bad period {period} or multiplier {multiplier}")
+    if bars is not None and bars < 1:
+        raise ValueError(f"supertrend: bars must be at least 1, got {bars}")
     n = close.shape[0]
     line = np.full(n, np.nan)
     direction = np.full(n, np.nan)
-    if n == 0:
+    first = 0 if bars is None else max(0, n - bars)
+    if n - first <= period:
         return line, direction
-    atr = talib.ATR(high, low, close, timeperiod=period)
+    h, lo, c = high[first:], low[first:], close[first:]
+    atr = ta.ATR(h, lo, c, timeperiod=period)
     valid = np.flatnonzero(np.isfinite(atr))
     if valid.shape[0] == 0:
         return line, direction
     start = int(valid[0])
-    mid = (high + low) / 2.0
-    upper = _carry(mid + multiplier * atr, close, start, np.minimum, np.greater)
-    lower = _carry(mid - multiplier * atr, close, start, np.maximum, np.less)
-
-    up_break = close > upper
-    down_break = close < lower
-    up_break[: start + 1] = False
-    down_break[: start + 1] = False
-    if np.any(up_break & down_break):
-        # Both bands broken on one bar (the bands crossed after a huge gap): the outcome depends
-        # on the previous direction, so walk the bars.
-        state = -1.0
-        for i in range(start, n):
-            if i > start:
-                state = (1.0 if up_break[i] else -1.0) if state < 0 else (
-                    -1.0 if down_break[i] else 1.0
-                )
-            direction[i] = state
-    else:
-        # A flip-flop: the last break decides; the first bar starts down.
-        event = np.where(up_break, 1.0, np.where(down_break, -1.0, 0.0))
-        event[start] = -1.0
-        idx = np.where(event != 0.0, np.arange(n), start)
-        idx = np.maximum.accumulate(idx)
-        direction[start:] = event[idx[start:]]
-    line[start:] = np.where(direction[start:] > 0, lower[start:], upper[start:])
+    mid = (h + lo) / 2.0
+    upper_basic = (mid + multiplier * atr)[start:].tolist()
+    lower_basic = (mid - multiplier * atr)[start:].tolist()
+    closes = c[start:].tolist()
+    upper, lower, state = upper_basic[0], lower_basic[0], -1.0  # the first bar starts down
+    lines, states = [upper], [state]
+    previous = closes[0]
+    for up, down, close_ in zip(upper_basic[1:], lower_basic[1:], closes[1:], strict=True):
+        # Final bands: the upper only moves down unless the previous close broke above it;
+        # the lower only moves up unless the previous close broke below it.
+        if previous > upper or up < upper:
+            upper = up
+        if previous < lower or down > lower:
+            lower = down
+        if state < 0.0:
+            if close_ > upper:
+                state = 1.0
+        elif close_ < lower:
+            state = -1.0
+        states.append(state)
+        lines.append(lower if state > 0.0 else upper)
+        previous = close_
+    line[first + start :] = lines
+    direction[first + start :] = states
     return line, direction

@@ -5,5 +5,5 @@ numbers (indicators, votes, fusion, filters, plans, micro score): stored history
 calibration are only comparable within one engine version.
 """
 
-ENGINE_VERSION = "0.4.0"
+ENGINE_VERSION = "0.5.0"
 """Signal engine version (semantic: major.minor.patch)."""

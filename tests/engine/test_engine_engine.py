@@ -135,6 +135,23 @@ async def test_recompute_runs_off_the_event_loop_thread() -> None:
     assert await asyncio.wait_for(engine.recompute(), 10) == 1
 
 
+async def test_recompute_without_offload_runs_in_the_calling_thread_with_the_same_signal() -> None:
+    symbol = "ETHUSDT"
+    five = frame("ETH", "5m").head(800)
+    now = int(five["open_time"][-1]) + 300_000
+    signals = []
+    for offload in (True, False):
+        clock = Clock()
+        clock.now = now
+        engine = Engine(CAUSAL_CFG, clock=clock, offload=offload)
+        engine.set_universe([symbol])
+        engine.load_history(symbol, "5m", klines(five, symbol, "5m"))
+        assert await engine.recompute() == 1
+        assert (engine.last_recompute_thread == threading.get_ident()) is not offload
+        signals.append(engine.signal(symbol))
+    assert signals[0] is not None and signals[0] == signals[1]
+
+
 async def test_recompute_batches_many_symbols_and_stays_fast() -> None:
     bases = ["ADA", "BTC", "ETH", "DOGE", "TRX", "XMR", "ZEC", "AAVE"]
     cfg = EngineConfig()  # 5m/15m/1h/4h, 500/500/500/300 bars, min 210

@@ -13,7 +13,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from engine.candles import ClosedArrays
 from engine.config import IndicatorConfig
 from engine.indicators import compute_indicators
-from engine.supertrend import supertrend
+from engine.supertrend import SUPERTREND_PERIODS, supertrend
 
 SYMBOLS = ["BTC", "ETH", "DOGE", "TRX", "YFI", "AUDIO"]
 
@@ -136,3 +136,38 @@ def test_supertrend_short_and_mismatched_inputs() -> None:
     assert np.all(np.isnan(line)) and np.all(np.isnan(direction))
     with pytest.raises(ValueError, match="shapes differ"):
         supertrend(a.high, a.low[:-1], a.close)
+
+
+@pytest.mark.parametrize("base", SYMBOLS)
+def test_engine_supertrend_window_gives_the_whole_window_values(base: str) -> None:
+    """The engine reads the Supertrend over its last ``15 x period`` candles; at every one of
+    1,400 recorded 5m bars that gives the direction of the whole 500-candle window and its
+    line to a millionth."""
+    a = closed(base, n=1900)
+    cfg = IndicatorConfig()
+    bars = SUPERTREND_PERIODS * cfg.supertrend_period
+    worst = 0.0
+    for end in range(500, 1900):
+        h, lo, c = a.high[end - 500 : end], a.low[end - 500 : end], a.close[end - 500 : end]
+        period, mult = cfg.supertrend_period, cfg.supertrend_multiplier
+        whole_line, whole_dir = supertrend(h, lo, c, period, mult)
+        line, direction = supertrend(h, lo, c, period, mult, bars=bars)
+        assert direction[-1] == whole_dir[-1], f"{base}: direction differs at bar {end}"
+        worst = max(worst, abs(line[-1] / whole_line[-1] - 1.0))
+        assert np.all(np.isnan(line[: 500 - bars]))
+    assert worst < 1e-5
+    ind = compute_indicators(a.window(start=1400), cfg)
+    want_line, want_dir = supertrend(
+        a.high[1400:], a.low[1400:], a.close[1400:], cfg.supertrend_period,
+        cfg.supertrend_multiplier, bars=bars,
+    )
+    same(ind["supertrend"], want_line)
+    same(ind["supertrend_dir"], want_dir)
+
+
+def test_supertrend_window_must_hold_a_bar() -> None:
+    a = closed("BTC", n=50)
+    with pytest.raises(ValueError, match="bars must be at least 1"):
+        supertrend(a.high, a.low, a.close, 10, 3.0, bars=0)
+    line, direction = supertrend(a.high, a.low, a.close, 10, 3.0, bars=10)  # no ATR yet
+    assert np.all(np.isnan(line)) and np.all(np.isnan(direction))
