@@ -356,7 +356,7 @@ class BarReplay:
                     on_signal(signal)
         # What SignalLog.observe_snapshot does with a snapshot, without building one per bar:
         # track open trades, then offer every non-stale row's signal in universe order.
-        signal_log.track(self.engine.store.arrays)
+        signal_log.track(self.engine.store.view)
         for symbol in self.symbols:
             if self._now - self._last_fed.get(symbol, self.start_ms) > self._stale_ms:
                 continue
@@ -746,7 +746,7 @@ async def record_live(
                     for row in snapshot.symbols.values():
                         if row.signal is not None:
                             on_signal(row.signal)
-                signal_log.observe_snapshot(snapshot, engine.store.arrays)
+                signal_log.observe_snapshot(snapshot, engine.store.view)
                 if seen >= until_ms:
                     return rounds
             if task.done():

@@ -279,6 +279,11 @@ class _Series:
             p[_VOLUME].copy(),
         )
 
+    def view(self) -> ClosedArrays:
+        times = self.ring.times_view()
+        p = self.ring.prices_view()
+        return ClosedArrays(times, p[_OPEN], p[_HIGH], p[_LOW], p[_CLOSE], p[_VOLUME])
+
     def counters(self) -> SeriesCounters:
         return SeriesCounters(
             gaps=self.gaps,
@@ -504,6 +509,15 @@ class CandleStore:
         """Copies of the closed candles (safe to hand to another thread); empty if unknown."""
         series = self._get(symbol, timeframe)
         return ClosedArrays.empty() if series is None else series.arrays()
+
+    def view(self, symbol: str, timeframe: str) -> ClosedArrays:
+        """The closed candles as views into the store (no copy); empty if unknown.
+
+        Valid only until the store next changes (any applied kline or backfill): read them at
+        once, in the thread that feeds the store, and keep nothing. :meth:`arrays` copies.
+        """
+        series = self._get(symbol, timeframe)
+        return ClosedArrays.empty() if series is None else series.view()
 
     def series(self, symbol: str, timeframe: str, limit: int = 200) -> CandleSeries | None:
         """The last ``limit`` candles, the forming one last when present; ``None`` if unknown.

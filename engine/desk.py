@@ -125,13 +125,18 @@ class Desk:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load picks, watchlist and recent alerts; start the alert dispatcher."""
+        """Load picks, watchlist and recent alerts; restore the alert rules' state from the
+        alert log (cooldowns and daily counts of the last 24 h, ``once`` price levels that
+        already fired on any day stay disarmed); start the alert dispatcher."""
         for pick in await self._picks.open():
             self._tracker.add(pick)
         self._history = [p for p in await self._picks.history()][:HISTORY_SHOWN]
         self._watchlist = await self._watch.symbols()
         self._alerts.extend(await self._alert_log.recent(ALERTS_SHOWN))
-        self._rules.restore(await self._alert_log.history_since(self._clock() - 86_400_000))
+        self._rules.restore(
+            await self._alert_log.history_since(self._clock() - 86_400_000),
+            price_levels=await self._alert_log.price_levels_hit(),
+        )
         self._dispatcher.start()
         await self._dispatcher.redeliver()
         self._changed()

@@ -430,7 +430,9 @@ class Engine:
                     del self._dirty[symbol]
                     continue
                 tfs = self._dirty.pop(symbol)
-                arrays = {tf: self.store.arrays(symbol, tf) for tf in tfs if tf in self._timeframes}
+                # In place the batch runs before the store can change: views suffice.
+                read = self.store.arrays if self._offload else self.store.view
+                arrays = {tf: read(symbol, tf) for tf in tfs if tf in self._timeframes}
                 jobs.append((symbol, arrays, dict(state.timeframe_signals)))
             if not jobs:
                 return 0

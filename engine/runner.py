@@ -285,7 +285,7 @@ class MarketRunner:
             return
         snapshot = self.snapshot()
         if self.history is not None:
-            self.history.observe(snapshot, self.engine.store.arrays)
+            self.history.observe(snapshot, self.engine.store.view)
         if self._desk is not None:
             self._desk.on_snapshot(snapshot)
 

@@ -59,6 +59,13 @@ class AlertLogEntry:
     errors: dict[str, str] = field(default_factory=dict)
 
 
+class _PriceHit(msgspec.Struct):
+    """What :meth:`AlertLogStore.price_levels_hit` reads of a price alert's payload."""
+
+    type: str = ""
+    level: float | None = None
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(n for n in text.split(",") if n)
 
@@ -178,6 +185,36 @@ class AlertLogStore:
         ) as cursor:
             rows = await cursor.fetchall()
         return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+    async def price_levels_hit(self) -> list[tuple[str, str, float]]:
+        """``(symbol, side, threshold)`` of every price level in the log, any day, sorted and
+        without repeats (to disarm ``once`` levels in
+        :meth:`engine.alerts.rules.AlertEngine.restore` after a restart).
+
+        ``side`` is ``above`` or ``below`` (from the alert type ``PRICE_ABOVE`` /
+        ``PRICE_BELOW``), ``threshold`` the level crossed in quote currency, read from the
+        stored payload (JSON numbers round-trip exactly, so it equals the configured level).
+        Rows whose payload cannot be decoded are skipped and counted in
+        :attr:`bad_payloads`.
+        """
+        async with self._db.conn.execute(
+            "SELECT id, symbol, payload FROM alert_log WHERE kind = 'price' ORDER BY id"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        levels: set[tuple[str, str, float]] = set()
+        for row_id, symbol, payload in rows:
+            try:
+                hit = msgspec.json.decode(str(payload), type=_PriceHit)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self.bad_payloads += 1
+                log.warning("alert_log row %s: unreadable price payload (%s)", row_id, exc)
+                continue
+            side = hit.type.removeprefix("PRICE_").lower()
+            if hit.level is None or side not in ("above", "below"):
+                log.warning("alert_log row %s: price alert without side or level", row_id)
+                continue
+            levels.add((str(symbol), side, hit.level))
+        return sorted(levels)
 
     async def _select(self, sql: str, params: tuple[object, ...]) -> list[AlertLogEntry]:
         async with self._db.conn.execute(sql, params) as cursor:

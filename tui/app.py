@@ -136,6 +136,9 @@ class PerpscopeApp(App[None]):
     track_record: Reactive[TrackRecord | None] = reactive(None)
     """Latest track record of the emitted signals (``None`` without a database); the signal
     table's track column follows it."""
+    watchlist: Reactive[tuple[str, ...]] = reactive(())
+    """Watched symbols (the desk's :attr:`engine.desk.DeskSnapshot.watchlist`, followed at
+    each desk poll; empty without a database); the signal table marks them."""
 
     def __init__(
         self,
@@ -260,9 +263,12 @@ class PerpscopeApp(App[None]):
                 desk.on_alert(self._on_alert)
                 desk.on_pick_change(self._on_pick_change)
         if desk is not None:
-            self.alert_failures = failing_channels(desk.snapshot().channels)
+            snapshot = desk.snapshot()
+            self.alert_failures = failing_channels(snapshot.channels)
+            self.watchlist = snapshot.watchlist
         else:
             self.alert_failures = ()
+            self.watchlist = ()
         record = self.service.track_record()
         if record is not self.track_record:
             self.track_record = record

@@ -71,11 +71,14 @@ class CellContext:
             five decimals instead of flickering to ``0.008``).
         oi_window: Open-interest change window of the ``OI Δ`` column (``[ui] oi_window``;
             empty: the longest window covered).
+        watched: Symbols on the watchlist (their symbol cell starts with
+            :data:`GLYPH_WATCHED`).
     """
 
     palette: Palette = field(default_factory=Palette)
     decimals: dict[str, int] = field(default_factory=dict)
     oi_window: str = ""
+    watched: frozenset[str] = frozenset()
     now_ms: int = 0
     """Engine clock of the snapshot being shown, ms UTC (0 before the first)."""
 
@@ -408,6 +411,13 @@ GLYPH_RESYNC = "↻"
 GLYPH_BOOK_LEGEND = (GLYPH_RESYNC, "order book resyncing: spread, imbalance and micro wait")
 """The book-state marker and its meaning, for the help screen."""
 
+GLYPH_WATCHED = "★"
+"""Put before the symbol of a row on the watchlist (no space: ``★1000PEPEUSDT`` still fits
+the symbol column)."""
+
+GLYPH_WATCH_LEGEND = (GLYPH_WATCHED, "on the watchlist (w toggles it, W shows only the watchlist)")
+"""The watchlist marker and its meaning, for the help screen."""
+
 
 def engine_now(state: SymbolState, ctx: CellContext | None = None) -> int:
     """Engine clock (ms UTC) at the snapshot a state came from: the context's snapshot time
@@ -568,11 +578,26 @@ def cell_micro(state: SymbolState, ctx: CellContext) -> Text:
 
 
 def cell_symbol_marked(state: SymbolState, ctx: CellContext) -> Text:
-    """Symbol cell with the book-state marker (:data:`GLYPH_RESYNC`) while its book resyncs."""
+    """Symbol cell with the watchlist marker before it (:data:`GLYPH_WATCHED`, when the
+    symbol is in ``ctx.watched``) and the book-state marker after it (:data:`GLYPH_RESYNC`)
+    while its book resyncs; :func:`symbol_of_cell` reads the symbol back."""
     text = cell_symbol(state, ctx)
+    if state.symbol in ctx.watched:
+        # A plain Text carrying spans only: a base style would colour the symbol too.
+        marked = Text()
+        marked.append(GLYPH_WATCHED, style=ctx.palette.warning)
+        if state.stale:
+            marked.stylize(ctx.palette.stale)
+        marked.append_text(text)
+        text = marked
     if _book_waiting(state):
         text.append(f" {GLYPH_RESYNC}", style=ctx.palette.warning)
     return text
+
+
+def symbol_of_cell(cell: Text) -> str:
+    """The symbol of a :func:`cell_symbol_marked` cell, without its markers."""
+    return cell.plain.removeprefix(GLYPH_WATCHED).split(" ", 1)[0]
 
 
 def imbalance_bar(value: float, width: int, palette: Palette) -> Text:

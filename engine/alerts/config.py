@@ -105,7 +105,9 @@ class PriceAlert(_Section):
     below: float | None = Field(default=None, gt=0.0)
     """Alert when the price is at or below this level (quote currency)."""
     once: bool = True
-    """Alert only the first time; otherwise re-arm once the price is back on the other side."""
+    """Alert only the first time, ever: once the alert log holds a price alert with this
+    symbol, side (above / below) and level (quote currency), on any day, it stays quiet,
+    across restarts; otherwise re-arm once the price is back on the other side."""
     name: str = ""
     """Name shown in the alert; empty = ``price``."""
 

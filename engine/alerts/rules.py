@@ -253,8 +253,10 @@ class AlertEngine:
         config: The ``[alerts]`` section (replace it with :meth:`set_config`).
         tz: Time zone of ``Alert.time_local``; ``None`` = the system's local zone.
 
-    State (appearances, cooldowns, daily counts, price arming) lives in memory; seed the
-    cooldowns and daily counts after a restart with :meth:`restore`.
+    Appearances, cooldowns, daily counts and price arming are kept in memory; after a
+    restart, :meth:`restore` seeds them from the alert log: the cooldowns and daily counts
+    from recent alerts, and the price levels already hit, so a ``once`` level that fired
+    before (any day) starts disarmed and never fires again.
     """
 
     def __init__(self, config: AlertsConfig, *, tz: tzinfo | None = None) -> None:
@@ -264,6 +266,9 @@ class AlertEngine:
         self._seen: dict[tuple[str, str, str], tuple[object, ...] | None] = {}
         self._budget: dict[tuple[str, str], _Budget] = {}
         self._disarmed: set[tuple[PriceAlert, str]] = set()
+        # (symbol, side, threshold) of every price level that fired, this run or (restored)
+        # before it: a ``once`` level on one of them stays quiet, whatever its name.
+        self._levels_hit: set[tuple[str, str, float]] = set()
         self._fired = 0
         self._cooldown = 0
         self._daily = 0
@@ -274,7 +279,8 @@ class AlertEngine:
         return self._config
 
     def set_config(self, config: AlertsConfig) -> None:
-        """Use new rules (rules editor); state of rules whose name stays is kept."""
+        """Use new rules (rules editor); state of rules whose name stays is kept, and price
+        levels already hit stay hit (a ``once`` level on one of them stays quiet)."""
         names = {r.name for r in config.rules}
         self._config = config
         self._seen = {k: v for k, v in self._seen.items() if k[0] in names}
@@ -289,15 +295,29 @@ class AlertEngine:
         """Counters since start."""
         return AlertStats(self._fired, self._cooldown, self._daily)
 
-    def restore(self, history: Iterable[tuple[str, str, int]]) -> None:
-        """Seed cooldowns and daily counts from past alerts.
+    def restore(
+        self,
+        history: Iterable[tuple[str, str, int]],
+        *,
+        price_levels: Iterable[tuple[str, str, float]] = (),
+    ) -> None:
+        """Seed cooldowns, daily counts and price arming from past alerts (after a restart).
 
         Args:
             history: ``(rule, symbol, time_ms)`` of alerts already sent (e.g. the alert log's
-                rows of the current UTC day), any order.
+                rows of the current UTC day), time in ms UTC, any order.
+            price_levels: ``(symbol, side, threshold)`` of price levels that already fired,
+                any day (``side`` is ``above`` or ``below``, ``threshold`` the level in quote
+                currency, exactly as configured; e.g.
+                :meth:`storage.alerts.AlertLogStore.price_levels_hit`). A ``once`` level
+                with the same symbol, side and threshold starts disarmed, now and in any
+                later :meth:`set_config`; other levels are unaffected (they arm as usual).
         """
         for rule, symbol, time_ms in sorted(history, key=lambda h: h[2]):
             self._spend(self._budget.setdefault((rule, symbol), _Budget()), time_ms)
+        self._levels_hit.update(
+            (symbol, side, float(threshold)) for symbol, side, threshold in price_levels
+        )
 
     # -- signals ---------------------------------------------------------------------------
 
@@ -437,7 +457,9 @@ class AlertEngine:
 
         A level fires when the price is at or beyond it while armed (so a level the price
         already sits beyond fires on the first price seen); a ``once`` level then stays
-        quiet, another re-arms when the price is back on the near side.
+        quiet for good, and so does any ``once`` level with the same symbol, side and
+        threshold (renamed, re-added, or after a restart: :meth:`restore`); another level
+        re-arms when the price is back on the near side.
 
         Args:
             symbol: Venue symbol.
@@ -447,6 +469,7 @@ class AlertEngine:
         if not self._config.enabled:
             return []
         alerts: list[Alert] = []
+        hits: list[tuple[str, str, float]] = []
         for level in self._config.price_alerts:
             if level.symbol != symbol:
                 continue
@@ -459,10 +482,14 @@ class AlertEngine:
                     if not level.once:
                         self._disarmed.discard(key)
                     continue
-                if key in self._disarmed:
+                spot = (level.symbol, side, threshold)
+                if key in self._disarmed or (level.once and spot in self._levels_hit):
                     continue
                 self._disarmed.add(key)
+                hits.append(spot)
                 alerts.append(self._price_alert(level, side, threshold, price, now))
+        # After the loop: levels sharing a threshold all fire on the same price.
+        self._levels_hit.update(hits)
         self._fired += len(alerts)
         return alerts
 

@@ -365,6 +365,60 @@ def test_price_levels_on_real_closes() -> None:
     assert once_fired[0].price >= above
 
 
+def test_restore_keeps_fired_once_levels_disarmed() -> None:
+    """A restart (a new engine restored with the levels already hit) does not fire a ``once``
+    level again, whatever the day or its name; other levels arm as usual."""
+    data = rows(frame("ETH", "5m"))[:2000]
+    closes = [r[4] for r in data]
+    times = [r[0] + 300_000 for r in data]
+    above = sorted(closes)[len(closes) * 3 // 4]
+    below = sorted(closes)[len(closes) // 4]
+    once = PriceAlert(symbol="ETHUSDT", above=above, below=below, name="eth-once")
+    repeat = PriceAlert(symbol="ETHUSDT", above=above, once=False, name="eth-repeat")
+    config = AlertsConfig(rules=[], price_alerts=[once, repeat])
+    first = AlertEngine(config)
+    fired: list[Alert] = []
+    for t, c in zip(times, closes, strict=True):
+        fired += first.on_price("ETHUSDT", c, t)
+    once_fired = [a for a in fired if a.rule == "eth-once"]
+    assert sorted(a.type for a in once_fired) == ["PRICE_ABOVE", "PRICE_BELOW"]
+    last = max(a.time for a in fired)
+    hit_above = next(c for c in closes if c >= above)
+    hit_below = next(c for c in closes if c <= below)
+    assert hit_above != above, "the moved level below must differ from the fired one"
+    # What the alert log holds of them: (symbol, side, level).
+    levels = sorted(
+        {(a.symbol, a.type.removeprefix("PRICE_").lower(), a.level) for a in fired if a.level}
+    )
+    assert levels == [("ETHUSDT", "above", above), ("ETHUSDT", "below", below)]
+
+    restarted = AlertEngine(config)
+    restarted.restore([], price_levels=levels)
+    days_later = last + 3 * DAY_MS
+    # The once level stays quiet on both sides; the repeating one fires as before a restart.
+    again = restarted.on_price("ETHUSDT", hit_above, days_later)
+    assert [(a.rule, a.type, a.level, a.time) for a in again] == [
+        ("eth-repeat", "PRICE_ABOVE", above, days_later)
+    ]
+    assert restarted.on_price("ETHUSDT", hit_below, days_later + 1) == []
+    # Renamed (rules editor, or config edit) but the same symbol, side and level: still spent.
+    renamed = once.model_copy(update={"name": "eth-once-v2"})
+    restarted.set_config(AlertsConfig(rules=[], price_alerts=[renamed]))
+    assert restarted.on_price("ETHUSDT", hit_above, days_later + 2) == []
+    # Another level is not: a once level a tick further fires, once.
+    moved = once.model_copy(update={"above": hit_above, "below": None, "name": "moved"})
+    restarted.set_config(AlertsConfig(rules=[], price_alerts=[moved]))
+    assert [a.rule for a in restarted.on_price("ETHUSDT", hit_above, days_later + 3)] == ["moved"]
+    assert restarted.on_price("ETHUSDT", hit_above, days_later + 4) == []
+
+    # Without the restored levels (today's restart) the once level fires again.
+    unrestored = AlertEngine(config)
+    assert {a.rule for a in unrestored.on_price("ETHUSDT", hit_above, days_later)} == {
+        "eth-once",
+        "eth-repeat",
+    }
+
+
 def test_pick_status_change_alert() -> None:
     bars = rows(frame("BTC", "5m"))[300:302]
     entry = bars[0][4]

@@ -179,6 +179,25 @@ def test_ring_buffer_keeps_the_last_capacity_candles() -> None:
     assert series is not None and len(series.open_time) == 50 and not series.forming_included
 
 
+def test_view_reads_the_ring_in_place_and_arrays_copy_it() -> None:
+    symbol = "DOTUSDT"
+    df = frame("DOT", "5m")
+    store = store_for(["5m"], {"5m"}, bars=50)
+    rows = klines(df.head(174), symbol, "5m")
+    for k in rows[:173]:
+        store.apply(k)
+    view, copy = store.view(symbol, "5m"), store.arrays(symbol, "5m")
+    assert_arrays_equal(view, arrays(df.slice(123, 50)))
+    assert_arrays_equal(copy, view)
+    assert np.shares_memory(view.close, store.view(symbol, "5m").close)
+    assert not np.shares_memory(copy.close, view.close)
+    assert all(c.flags.c_contiguous for c in (view.open, view.high, view.low, view.close))
+    store.apply(rows[173])  # the copy keeps its candles; a new view has the new one
+    assert_arrays_equal(copy, arrays(df.slice(123, 50)))
+    assert_arrays_equal(store.view(symbol, "5m"), arrays(df.slice(124, 50)))
+    assert len(store.view("NOPEUSDT", "5m")) == 0
+
+
 def test_history_merges_by_open_time_and_stream_continues() -> None:
     symbol = "LTCUSDT"
     df = frame("LTC", "5m")

@@ -1,5 +1,5 @@
-"""storage.alerts: the alert log rows, per-channel outcomes, undelivered rows, restore data,
-corrupt payloads, reopen."""
+"""storage.alerts: the alert log rows, per-channel outcomes, undelivered rows, restore data
+(cooldowns, ``once`` price levels across a restart), corrupt payloads, reopen."""
 
 from __future__ import annotations
 
@@ -67,6 +67,70 @@ async def test_history_since_feeds_restore(tmp_path: Path, alerts: list[Alert]) 
         since = alerts[1].time
         history = await store.history_since(since)
         assert history == [(a.rule, a.symbol, a.time) for a in alerts if a.time >= since]
+
+
+async def test_once_price_level_stays_quiet_after_restart(tmp_path: Path) -> None:
+    """Fire a ``once`` and a repeating level on real closes, log them, restart (a new
+    database connection and a new engine restored from the log): the same price fires the
+    repeating level only."""
+    df = pl.read_ipc(KLINES_55 / "BTC_USDT_USDT-5m-futures.feather").head(500)
+    closes = df["close"].to_list()
+    times = [t + 300_000 for t in df["date"].dt.epoch("ms").to_list()]
+    high, low = sorted(closes)[400], sorted(closes)[100]
+    once = PriceAlert(symbol="BTCUSDT", above=high, below=low)
+    repeat = PriceAlert(symbol="BTCUSDT", below=low, once=False, name="dip")
+    config = AlertsConfig(rules=[], price_alerts=[once, repeat])
+    path = tmp_path / "p.db"
+    engine = AlertEngine(config)
+    async with Database(path) as db:
+        store = AlertLogStore(db)
+        for t, c in zip(times, closes, strict=True):
+            for alert in engine.on_price("BTCUSDT", c, t):
+                await store.append(alert, render_text(alert), ["in_app"])
+        fired = await store.recent(500)
+    assert {(e.rule, e.alert.type) for e in fired if e.alert} >= {
+        ("price", "PRICE_ABOVE"),
+        ("price", "PRICE_BELOW"),
+        ("dip", "PRICE_BELOW"),
+    }
+    dip = min(closes)
+    async with Database(path) as db:  # the restart
+        store = AlertLogStore(db)
+        assert await store.price_levels_hit() == [
+            ("BTCUSDT", "above", high),
+            ("BTCUSDT", "below", low),
+        ]
+        restarted = AlertEngine(config)
+        restarted.restore(
+            await store.history_since(times[-1] - 86_400_000),
+            price_levels=await store.price_levels_hit(),
+        )
+        later = times[-1] + 7 * 86_400_000  # another UTC day: once is once, ever
+        assert [(a.rule, a.type) for a in restarted.on_price("BTCUSDT", dip, later)] == [
+            ("dip", "PRICE_BELOW")
+        ]
+        assert restarted.on_price("BTCUSDT", max(closes), later) == []
+        # The repeating level re-arms as before: back above, then down again.
+        assert restarted.on_price("BTCUSDT", max(closes), later + 1) == []
+        assert [a.rule for a in restarted.on_price("BTCUSDT", dip, later + 2)] == ["dip"]
+
+
+async def test_price_levels_hit_skip_unreadable_rows(
+    tmp_path: Path, alerts: list[Alert], caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Database(tmp_path / "p.db") as db:
+        store = AlertLogStore(db)
+        assert await store.price_levels_hit() == []
+        for a in alerts:
+            await store.append(a, render_text(a), [])
+        want = sorted({(a.symbol, a.type.removeprefix("PRICE_").lower(), a.level) for a in alerts})
+        assert await store.price_levels_hit() == want and len(want) == 2
+        bad = await store.append(alerts[0], "x", [])
+        await db.conn.execute("UPDATE alert_log SET payload = 'nope' WHERE id = ?", (bad,))
+        await db.conn.commit()
+        assert await store.price_levels_hit() == want
+        assert store.bad_payloads == 1
+        assert f"alert_log row {bad}: unreadable price payload" in caplog.text
 
 
 async def test_bad_input_is_clear_and_counted(

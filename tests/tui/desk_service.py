@@ -35,11 +35,14 @@ class DeskReplay(FinishedReplay):
         """The desk (``None`` until :meth:`open_desk`)."""
         return self._desk
 
-    async def open_desk(self, path: Path, picks: PicksConfig | None = None) -> Desk:
-        """Open ``path`` (migrated) and start a desk on it in the running loop."""
+    async def open_desk(
+        self, path: Path, picks: PicksConfig | None = None, alerts: AlertsConfig | None = None
+    ) -> Desk:
+        """Open ``path`` (migrated) and start a desk on it in the running loop (``[alerts]``
+        defaults when ``alerts`` is ``None``)."""
         db = Database(path)
         await db.open()
-        desk = Desk(db, picks=picks or PicksConfig(), alerts=AlertsConfig(),
+        desk = Desk(db, picks=picks or PicksConfig(), alerts=alerts or AlertsConfig(),
                     clock=lambda: DESK_CLOCK_MS)
         await desk.start()
         self.db, self._desk = db, desk

@@ -136,6 +136,25 @@ def test_a_resyncing_book_marks_its_row(capture: FinishedCapture) -> None:
     assert fmt.cell_imbalance(resyncing, ctx).style == ctx.palette.muted, "not current"
 
 
+def test_a_watched_symbol_is_starred_and_reads_back(capture: FinishedCapture) -> None:
+    state = state_of(capture)
+    assert state.book is not None
+    resyncing = msgspec.structs.replace(
+        state, book=msgspec.structs.replace(state.book, state="resyncing")
+    )
+    ctx = fmt.CellContext(watched=frozenset({BOOK_SYMBOL}))
+    cell = fmt.cell_symbol_marked(resyncing, ctx)
+    assert cell.plain == f"{fmt.GLYPH_WATCHED}{BOOK_SYMBOL} {fmt.GLYPH_RESYNC}"
+    assert fmt.symbol_of_cell(cell) == BOOK_SYMBOL
+    # The star alone takes the warning colour; the symbol keeps its own (bold) style.
+    assert not cell.style
+    styles = [(span.start, span.end, span.style) for span in cell.spans]
+    assert styles[:2] == [(0, 1, ctx.palette.warning), (1, 1 + len(BOOK_SYMBOL), Style(bold=True))]
+    plain = fmt.CellContext(watched=frozenset({"BTCUSDT"}))
+    assert fmt.cell_symbol_marked(state, plain).plain == BOOK_SYMBOL
+    assert fmt.symbol_of_cell(fmt.cell_symbol_marked(state, plain)) == BOOK_SYMBOL
+
+
 def test_funding_countdown_runs_on_the_snapshot_clock(capture: FinishedCapture) -> None:
     state = msgspec.structs.replace(state_of(capture), next_funding_time=0)
     ctx = fmt.CellContext(now_ms=1_626_992_771_202)

@@ -1,6 +1,6 @@
 """Picks and watchlist in the TUI on a real replay: marking (p), the form's field errors, the
-picks pane (P: close, remove, history with totals), the watchlist (w, W), and a screenshot of
-the picks pane.
+picks pane (P: close, remove, history with totals), the watchlist (w, W, the ★ of watched
+rows), and a screenshot of the picks pane.
 
 The recorded slice is replayed to its end through the real pipeline (session fixture); each
 test opens its own SQLite file with the project's real :class:`engine.desk.Desk`
@@ -23,10 +23,12 @@ from engine.picks import PicksConfig
 from storage.db import Database
 from storage.picks import Pick, PickStatus, PickStore
 from tui.app import PerpscopeApp
+from tui.formatting import GLYPH_WATCHED
 from tui.screens.main import MainScreen
 from tui.screens.pick_form import PickForm
 from tui.screens.picks import ConfirmScreen, PicksScreen
 from tui.widgets.picks_pane import STALE_MARK, PicksPane
+from tui.widgets.signal_table import SignalTable
 
 SnapCompare = Callable[..., bool]
 
@@ -295,6 +297,75 @@ async def test_watchlist_toggle_and_filter(replay: FinishedReplay, tmp_path: Pat
     try:
         reopened = await again.open_desk(path)
         assert reopened.watchlist() == ("EOSUSDT",)
+    finally:
+        await again.close_desk()
+
+
+def _rendered_symbol(table: SignalTable, symbol: str) -> str:
+    """The symbol cell of ``symbol``'s row as the table draws it on screen (cell padding
+    stripped): its rendered line, cut to the symbol column."""
+    table.scroll_to(y=table.get_row_index(symbol), animate=False, immediate=True)
+    y = table.header_height + table.get_row_index(symbol) - round(table.scroll_offset.y)
+    line = "".join(segment.text for segment in table.render_line(y))
+    width = table.ordered_columns[table.get_column_index("symbol")].get_render_width(table)
+    return line[:width].strip()
+
+
+async def test_watched_row_shows_star_and_follows_w(
+    replay: FinishedReplay, tmp_path: Path
+) -> None:
+    service = DeskReplay(replay)
+    path = tmp_path / "picks.db"
+    desk = await service.open_desk(path)
+    symbols = sorted(replay.snapshot().symbols)
+    app = app_with(service)
+    try:
+        async with app.run_test(size=(140, 40)) as pilot:
+            screen = await _select(app, pilot, "DOGEUSDT")
+            table = screen.table
+            assert _rendered_symbol(table, "DOGEUSDT") == "DOGEUSDT"
+            order = table.symbols_shown
+            await _select(app, pilot, "DOGEUSDT")
+            await pilot.press("w")
+            await pilot.pause()
+            assert desk.watchlist() == ("DOGEUSDT",)
+            assert _rendered_symbol(table, "DOGEUSDT") == f"{GLYPH_WATCHED}DOGEUSDT"
+            starred = [s for s in symbols if GLYPH_WATCHED in _rendered_symbol(table, s)]
+            assert starred == ["DOGEUSDT"]
+            # Same rows in the same order; sorting by symbol and filtering still go by name.
+            assert table.symbols_shown == order
+            table.sort_by("symbol")
+            await pilot.pause()
+            assert table.symbols_shown == symbols
+            screen.set_filter("doge")
+            await pilot.pause()
+            assert table.symbols_shown == ["DOGEUSDT"]
+            assert _rendered_symbol(table, "DOGEUSDT") == f"{GLYPH_WATCHED}DOGEUSDT"
+            screen.action_clear_filter()
+            await _select(app, pilot, "DOGEUSDT")
+            await pilot.press("w")
+            await pilot.pause()
+            assert desk.watchlist() == ()
+            assert _rendered_symbol(table, "DOGEUSDT") == "DOGEUSDT"
+            assert not [s for s in symbols if GLYPH_WATCHED in _rendered_symbol(table, s)]
+            await _select(app, pilot, "EOSUSDT")
+            await pilot.press("w")  # stays watched for the next run
+            await pilot.pause()
+    finally:
+        await service.close_desk()
+    # A new run over the same database marks the stored watchlist from the start.
+    again = DeskReplay(replay)
+    try:
+        await again.open_desk(path)
+        app = app_with(again)
+        async with app.run_test(size=(140, 40)) as pilot:
+            screen = await _select(app, pilot, "EOSUSDT")
+            for _ in range(40):  # the app polls the desk every 0.5 s
+                if GLYPH_WATCHED in _rendered_symbol(screen.table, "EOSUSDT"):
+                    break
+                await pilot.pause(0.05)
+            assert _rendered_symbol(screen.table, "EOSUSDT") == f"{GLYPH_WATCHED}EOSUSDT"
+            assert _rendered_symbol(screen.table, "DOGEUSDT") == "DOGEUSDT"
     finally:
         await again.close_desk()
 

@@ -130,6 +130,7 @@ class HelpScreen(ModalScreen[None]):
             "flashing row",
             "a new spike on the symbol: price, volume, sweep or liquidation",
         )
+        glyphs.add_row(*fmt.GLYPH_WATCH_LEGEND)
         glyphs.add_row(*fmt.GLYPH_BOOK_LEGEND)
         glyphs.add_row(GLYPH_WALL, "order book ladder: a wall (a level much larger than its peers)")
 

@@ -5,9 +5,11 @@ The screen pulls one frozen :class:`EngineSnapshot` per frame (``set_interval`` 
 are data-bound to it. The timer pauses while another screen (symbol view, help) is on top.
 
 Picks and watchlist keys: ``p`` marks a pick on the selected row (:mod:`tui.screens.
-pick_form`), ``P`` opens the picks pane, ``w`` toggles the selected symbol on the watchlist,
-``W`` shows only the watchlist (it sets the filter to the watched symbols), ``e`` writes the
-table as shown (filtered, sorted) to a CSV file under the data dir's ``exports/``.
+pick_form`), ``P`` opens the picks pane, ``w`` toggles the selected symbol on the watchlist
+(watched rows show ``★`` before the symbol: the table follows the app's ``watchlist``, which
+polls the desk, and takes each toggle at once), ``W`` shows only the watchlist (it sets the
+filter to the watched symbols), ``e`` writes the table as shown (filtered, sorted) to a CSV
+file under the data dir's ``exports/``.
 """
 
 from __future__ import annotations
@@ -309,6 +311,8 @@ class MainScreen(Screen[None]):
                         severity="warning")
             return
         watched = await desk.toggle_watch(symbol)
+        # Mark the row now; the app's desk poll brings the same list within DESK_POLL_S.
+        self.table.watchlist = frozenset(desk.watchlist())
         self.notify(f"{symbol} {'added to' if watched else 'removed from'} the watchlist",
                     title="watchlist")
         if self.watch_only:

@@ -134,8 +134,8 @@ BASE_COLUMNS: tuple[ColumnSpec, ...] = (
     ColumnSpec(
         key="symbol", label="symbol", width=13, drop_rank=0, cell=fmt.cell_symbol_marked,
         sort=lambda s: s.symbol, descending=False,
-        meaning=f"venue symbol (USDT-margined perpetual); {fmt.GLYPH_RESYNC} = its order book is "
-        "resyncing",
+        meaning=f"venue symbol (USDT-margined perpetual); {fmt.GLYPH_WATCHED} before it = on the "
+        f"watchlist; {fmt.GLYPH_RESYNC} after it = its order book is resyncing",
     ),
     ColumnSpec(
         key="last", label="last", width=10, drop_rank=2, cell=fmt.cell_price,
@@ -460,6 +460,9 @@ class SignalTable(DataTable[Text]):
 
     track_record: Reactive[TrackRecord | None] = reactive(None, init=False, repaint=False)
     """Track record behind the ``track`` column; follows the app's ``track_record``."""
+    watchlist: Reactive[frozenset[str]] = reactive(frozenset(), init=False, repaint=False)
+    """Watched symbols, marked :data:`tui.formatting.GLYPH_WATCHED` in the symbol cell;
+    follows the app's ``watchlist`` (the desk's, see :class:`engine.desk.DeskSnapshot`)."""
 
     class SymbolChosen(Message):
         """The user pressed enter (or clicked) on a row."""
@@ -608,9 +611,19 @@ class SignalTable(DataTable[Text]):
         if hasattr(self.app, "track_record"):
             # The App polls the service for the track record; every table follows it.
             self.watch(self.app, "track_record", self._app_track_record_changed)
+        if hasattr(self.app, "watchlist"):
+            # The App polls the desk's watchlist; the main screen also sets ours on `w`.
+            self.watch(self.app, "watchlist", self._app_watchlist_changed)
 
     def _app_track_record_changed(self, record: TrackRecord | None) -> None:
         self.track_record = record
+
+    def _app_watchlist_changed(self, symbols: Iterable[str]) -> None:
+        self.watchlist = frozenset(symbols)
+
+    def watch_watchlist(self) -> None:
+        self._ctx.watched = self.watchlist
+        self._sync()
 
     def watch_track_record(self) -> None:
         self._sync()
@@ -796,6 +809,7 @@ class SignalTable(DataTable[Text]):
             state.book,
             flashing,
             self.track_stats(state),
+            symbol in self._ctx.watched,
         )
         previous = self._rows.get(symbol)
         if previous is None:
@@ -838,8 +852,8 @@ class SignalTable(DataTable[Text]):
         if order == self.symbols_shown:
             return False
         rank = {symbol: index for index, symbol in enumerate(order)}
-        # The symbol cell may carry the book marker after the symbol: rank by the symbol.
-        self.sort("symbol", key=lambda cell: rank[cell.plain.split(" ", 1)[0]])
+        # The symbol cell may carry markers around the symbol: rank by the symbol.
+        self.sort("symbol", key=lambda cell: rank[fmt.symbol_of_cell(cell)])
         return True
 
     def _update_title(self) -> None:
