@@ -35,6 +35,9 @@ HISTORY_SHOWN = 200
 """Ended picks kept in the snapshot (newest first)."""
 ALERTS_SHOWN = 200
 """Alert log rows kept in the snapshot (newest first)."""
+EARLY_ALERTS = 5
+"""In-app alerts raised before the UI registers (startup) that it is shown when it does, the
+most recent ones."""
 
 PickListener = Callable[[PickTransition], None]
 """Called on the event loop for every pick status change (after it was stored)."""
@@ -97,8 +100,11 @@ class Desk:
         self._alert_log = AlertLogStore(db)
         self._tracker = PickTracker(tp1_fraction=picks.tp1_fraction)
         self._rules = AlertEngine(alerts)
-        # Until the UI registers its toast, in-app alerts go to the log (headless, tests).
-        self._in_app = InAppChannel(_log_alert)
+        # Until the UI registers its toast, in-app alerts go to the log (headless, tests), and
+        # the newest wait for the UI: the app polls the desk, so it registers a moment after
+        # start, when the first alerts may already be out.
+        self._early: deque[Alert] = deque(maxlen=EARLY_ALERTS)
+        self._in_app = InAppChannel(self._before_ui)
         if channels is None:
             built, disabled = build_channels(alerts, in_app=self._in_app)
             channels = [c for c in built if c is not self._in_app]
@@ -188,8 +194,23 @@ class Desk:
 
     def on_alert(self, listener: AlertListener | None) -> None:
         """Register the in-app channel (the UI's toast + bell); ``None`` goes back to logging
-        in-app alerts."""
-        self._in_app.register(listener or _log_alert)
+        in-app alerts.
+
+        A new listener first gets the in-app alerts raised while none was registered (the last
+        :data:`EARLY_ALERTS`), oldest first, so nothing from the first moments is only logged.
+        """
+        if listener is None:
+            self._in_app.register(self._before_ui)
+            return
+        self._in_app.register(listener)
+        early = list(self._early)
+        self._early.clear()
+        for alert in early:
+            listener(alert)
+
+    def _before_ui(self, alert: Alert) -> None:
+        _log_alert(alert)
+        self._early.append(alert)
 
     def on_pick_change(self, listener: PickListener) -> None:
         """Be told of every stored pick status change (the UI toasts them)."""

@@ -28,7 +28,7 @@ from tui_service import (
 )
 
 from engine.config import EngineConfig
-from engine.desk import Desk
+from engine.desk import EARLY_ALERTS, Desk
 from engine.runner import MarketRunner, ReplayOptions
 from feeds.config import EndpointConfig, FeedConfig, UniverseConfig
 from tui.app import PerpscopeApp, make_app
@@ -119,6 +119,28 @@ async def test_alert_log_rows_match_desk_and_toasts(desk_service: DeskService) -
 
         await pilot.press("escape")
         assert not isinstance(app.screen, AlertLogScreen)
+
+
+async def test_alerts_raised_before_the_ui_registers_are_toasted_when_it_does(
+    desk_service: DeskService,
+) -> None:
+    await desk_service.step(ALERT_BARS)  # no UI yet: the in-app channel only logs
+    await desk_service.settle()
+    entries = _desk(desk_service).snapshot().alerts
+    assert len(entries) > EARLY_ALERTS
+    app = app_with(desk_service)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await _registered(pilot, desk_service)
+        await pilot.pause(0.1)
+        # The newest few are shown once, oldest first; none is toasted twice.
+        assert app.alerts_toasted == EARLY_ALERTS
+        titles = [n.title for n in app._notifications]
+        want = [e.alert for e in reversed(entries[:EARLY_ALERTS])]
+        assert titles == [f"{a.symbol} {a.side} {a.type}" for a in want if a is not None]
+        await desk_service.step(1)
+        await desk_service.settle()
+        new = len(_desk(desk_service).snapshot().alerts) - len(entries)
+        assert app.alerts_toasted == EARLY_ALERTS + new
 
 
 async def test_failing_webhook_shows_in_status_bar_and_log() -> None:
