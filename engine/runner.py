@@ -40,6 +40,7 @@ from feeds.config import (
     OpenInterestConfig,
     UniverseConfig,
 )
+from feeds.cooldown_state import COOLDOWN_STATE_FILE
 from feeds.events import DepthDiff, FeedEvent, FeedState, FeedStatus, Kline
 from feeds.intervals import interval_ms
 from feeds.replay.errors import ReplayDataError
@@ -87,7 +88,8 @@ class MarketRunner:
         universe: Which symbols to scan.
         feed: WebSocket/REST policy.
         engine_config: Engine sections.
-        data_dir: Directory for the kline cache; ``None`` disables the cache.
+        data_dir: Directory for the kline cache and the REST cooldown state (live only);
+            ``None`` disables both.
         replay: Replay options, or ``None`` to go live.
         wall_clock: Wall clock in ms UTC (injected by tests).
         books: Order book section (which symbols get a book, sync policy).
@@ -128,6 +130,8 @@ class MarketRunner:
         self._wall_clock = wall_clock or (lambda: int(time.time() * 1000))
         # Replays never touch the cache: their candles are from another time.
         self._cache = KlineCache(data_dir / "klines") if data_dir and not replay else None
+        # Likewise the REST cooldown file: a replay's loopback 429/418 must not halt live REST.
+        self._cooldown_state = data_dir / COOLDOWN_STATE_FILE if data_dir and not replay else None
         self._server: ReplayServer | None = None
         self._mode = "REPLAY" if replay else "CONNECTING"
         self._reason = ""
@@ -352,7 +356,7 @@ class MarketRunner:
             await server.start()
             self._server = server
             endpoints = EndpointConfig(rest_url=server.rest_url, ws_url=server.ws_url)
-        rest = BinanceRest(endpoints, self._feed_cfg)
+        rest = BinanceRest(endpoints, self._feed_cfg, cooldown_state=self._cooldown_state)
         # The same client serves depth snapshots and open interest after the backfill.
         self._rest = rest
         backoff = Backoff(self._feed_cfg.backoff_initial_s, self._feed_cfg.backoff_max_s)

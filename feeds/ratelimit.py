@@ -9,19 +9,28 @@ so far in the current minute (``X-MBX-USED-WEIGHT-1M``). Exceeding it returns HT
 and after a 429/418 stop *all* REST traffic until the cooldown ends.
 
 :class:`WeightBudget` is that rule: every request awaits :meth:`WeightBudget.acquire` with its
-weight (:func:`request_weight`) right before it is sent.
+weight (:func:`request_weight`) right before it is sent. Given a state file, it also keeps
+the cooldown across restarts (:mod:`feeds.cooldown_state`), so a restart during a ban does
+not hit Binance again and extend it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
+
+from feeds.cooldown_state import CooldownRecord, load_cooldown, save_cooldown
+
+logger = logging.getLogger(__name__)
 
 BINANCE_WEIGHT_LIMIT_1M = 2400
 """Binance USDⓈ-M ``REQUEST_WEIGHT`` limit per minute per IP (exchangeInfo ``rateLimits``)."""
@@ -31,6 +40,9 @@ DEFAULT_429_COOLDOWN_S = 60.0
 
 DEFAULT_418_COOLDOWN_S = 120.0
 """Cooldown after a 418 with neither ``Retry-After`` nor a ban time: Binance's shortest ban."""
+
+RESTORED_SUFFIX = " (restored from the last run)"
+"""Appended to the reason of a cooldown read back from the state file."""
 
 _BANNED_UNTIL = re.compile(r"banned until (\d{12,})", re.IGNORECASE)
 
@@ -95,6 +107,14 @@ class WeightBudget:
             1-minute count (:meth:`observe_used_weight`) is only reconciled when the window
             is the exchange's 60 s, since a count over another span is not comparable.
         clock: Monotonic clock in seconds (injectable for tests).
+        state_path: File that keeps the cooldown across restarts (see
+            :mod:`feeds.cooldown_state`): every cooldown started or extended is saved there
+            as a wall-clock end, and one still in force when the budget is created is
+            restored, its reason ending in :data:`RESTORED_SUFFIX`. ``None`` (tests,
+            replays) reads and writes nothing. A bad file is reported and ignored, never
+            raised.
+        wall_clock: Wall clock in seconds since the epoch (UTC), used to convert cooldown
+            ends between ``clock`` and the ms UTC of :attr:`state` and the state file.
 
     Raises:
         ValueError: on a non-positive limit or window, or a fraction outside (0, 1].
@@ -107,6 +127,8 @@ class WeightBudget:
         *,
         window_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        state_path: Path | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if limit_per_min < 1:
             raise ValueError(f"limit_per_min must be ≥ 1, got {limit_per_min}")
@@ -125,6 +147,10 @@ class WeightBudget:
         self._lock = asyncio.Lock()
         self._settled = asyncio.Event()
         self._waiting = 0
+        self._wall_clock = wall_clock
+        self._state_path = state_path
+        if state_path is not None:
+            self._restore(state_path)
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -200,13 +226,23 @@ class WeightBudget:
             self._tickets.append(WeightTicket(used_1m - used, self._clock(), settled=True))
 
     def cooldown_until(self, t_monotonic: float, reason: str) -> None:
-        """Halt every request until ``t_monotonic`` (same clock as the budget).
+        """Halt every request until ``t_monotonic`` (seconds, same clock as the budget).
 
-        An earlier end never shortens a cooldown already in force.
+        An earlier end never shortens a cooldown already in force. With a ``state_path``,
+        a new or extended cooldown is saved there (ms UTC end and ``reason``) before this
+        returns; a failed write is logged, not raised.
         """
         if t_monotonic > self._cooldown_until:
             self._cooldown_until = t_monotonic
             self._cooldown_reason = reason
+            if self._state_path is not None:
+                now_ms = self._wall_ms()
+                # Round the end up: a restored cooldown may end a millisecond late, never early.
+                until_ms = now_ms + math.ceil((t_monotonic - self._clock()) * 1000)
+                save_cooldown(
+                    self._state_path,
+                    CooldownRecord(until_ms=until_ms, reason=reason, saved_ms=now_ms),
+                )
 
     def cooldown_for(self, seconds: float, reason: str) -> None:
         """Halt every request for ``seconds`` from now (see :meth:`cooldown_until`)."""
@@ -225,8 +261,25 @@ class WeightBudget:
             waiting=self._waiting,
             cooling_down=remaining > 0,
             cooldown_remaining_s=remaining,
-            cooldown_until_ms=int(time.time() * 1000 + remaining * 1000) if remaining else 0,
+            cooldown_until_ms=self._wall_ms() + round(remaining * 1000) if remaining else 0,
             reason=self._cooldown_reason if remaining else "",
+        )
+
+    def _wall_ms(self) -> int:
+        return int(self._wall_clock() * 1000)
+
+    def _restore(self, path: Path) -> None:
+        """Start in the cooldown saved at ``path`` by an earlier run, if still in force."""
+        now_ms = self._wall_ms()
+        record = load_cooldown(path, now_ms)
+        if record is None:
+            return
+        # Wall-clock end → this process's monotonic clock (the only clock the budget uses).
+        remaining_s = (record.until_ms - now_ms) / 1000
+        self._cooldown_until = self._clock() + remaining_s
+        self._cooldown_reason = record.reason + RESTORED_SUFFIX
+        logger.warning(
+            "REST halted for %.1f s more, restored from %s: %s", remaining_s, path, record.reason
         )
 
     def _expiry(self, ticket: WeightTicket) -> float:

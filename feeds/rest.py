@@ -36,6 +36,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -158,6 +159,10 @@ class BinanceRest:
             budget and closes it in :meth:`close`.
         budget: Weight budget to share (e.g. with the order-book resync); by default a new
             one of ``2400 × feed.rest_weight_budget`` per minute.
+        cooldown_state: State file that keeps a 429/418 cooldown across restarts, for the
+            default budget (``WeightBudget(state_path=...)``): a cooldown still in force from
+            the last run holds every request until it ends. Only the live app passes one
+            (``<data_dir>/rest_cooldown.json``); ``None`` reads and writes nothing.
         concurrency: Kline requests in flight at once during a backfill.
         max_retries: Retries of a request after a network error before giving up.
         retry_backoff_s: First retry delay; doubles per retry.
@@ -167,7 +172,8 @@ class BinanceRest:
             forming, never a forming one as closed.
 
     Raises:
-        ValueError: on a non-positive ``concurrency`` or negative retry settings.
+        ValueError: on a non-positive ``concurrency``, negative retry settings, or both
+            ``budget`` and ``cooldown_state`` (give the shared budget its ``state_path``).
     """
 
     def __init__(
@@ -177,6 +183,7 @@ class BinanceRest:
         *,
         exchange: Any = None,
         budget: WeightBudget | None = None,
+        cooldown_state: Path | None = None,
         concurrency: int = 4,
         max_retries: int = 3,
         retry_backoff_s: float = 0.5,
@@ -187,11 +194,15 @@ class BinanceRest:
             raise ValueError(f"concurrency must be ≥ 1, got {concurrency}")
         if max_retries < 0 or retry_backoff_s < 0 or retry_backoff_max_s < 0:
             raise ValueError("retry settings must be ≥ 0")
+        if budget is not None and cooldown_state is not None:
+            raise ValueError("pass cooldown_state to the shared budget, not with budget=")
         self.rest_url = endpoints.rest_url
         self.budget = (
             budget
             if budget is not None
-            else WeightBudget(BINANCE_WEIGHT_LIMIT_1M, feed.rest_weight_budget)
+            else WeightBudget(
+                BINANCE_WEIGHT_LIMIT_1M, feed.rest_weight_budget, state_path=cooldown_state
+            )
         )
         self.requests_sent = 0
         """HTTP requests sent so far (all endpoints)."""
