@@ -339,6 +339,9 @@ class FeedHealth(msgspec.Struct, frozen=True, kw_only=True):
         open_interest: Open interest polling state: ``polling``, ``unavailable`` (with the
             reason in ``open_interest_reason``), ``disabled`` or empty before it starts.
         open_interest_reason: Why open interest is unavailable.
+        rest_cooldown_s: Seconds until REST requests resume after a 429/418 (0 when none
+            is in force; a cooldown saved by the last run counts too).
+        rest_cooldown_reason: Why REST is halted (the exchange's answer), else empty.
     """
 
     mode: str
@@ -361,6 +364,8 @@ class FeedHealth(msgspec.Struct, frozen=True, kw_only=True):
     book_gaps: int = 0
     open_interest: str = ""
     open_interest_reason: str = ""
+    rest_cooldown_s: float = 0.0
+    rest_cooldown_reason: str = ""
 
 
 class SpikeEvent(msgspec.Struct, frozen=True, kw_only=True):

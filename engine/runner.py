@@ -520,6 +520,8 @@ class MarketRunner:
         oi_state, oi_reason = (
             self.micro_feed.open_interest_state() if self.micro_feed is not None else ("", "")
         )
+        budget = self._rest.budget.state if self._rest is not None else None
+        cooling = budget is not None and budget.cooling_down
         return FeedHealth(
             mode=mode,
             exchange="binanceusdm",
@@ -541,6 +543,8 @@ class MarketRunner:
             book_gaps=books.gaps if books else 0,
             open_interest=oi_state,
             open_interest_reason=oi_reason,
+            rest_cooldown_s=round(budget.cooldown_remaining_s, 1) if cooling and budget else 0.0,
+            rest_cooldown_reason=budget.reason if cooling and budget else "",
         )
 
     async def _shutdown(self) -> None:

@@ -19,6 +19,7 @@ from engine.runner import MarketRunner, ReplayOptions
 from feeds.config import EndpointConfig, FeedConfig, UniverseConfig
 from feeds.cooldown_state import COOLDOWN_STATE_FILE, CooldownRecord
 from feeds.ratelimit import RESTORED_SUFFIX, WeightBudget
+from tui.widgets.status_bar import rest_health
 
 BAN_MS = 2000
 """Length of the injected ban: long enough to restart inside it, short enough to wait out."""
@@ -246,6 +247,14 @@ async def test_live_runner_restores_the_cooldown_from_its_data_dir(
     )
     task = asyncio.create_task(runner.run())
     try:
+        # While held back, the status bar's health names the pause and why.
+        await wait_for(lambda: runner.snapshot().health.rest_cooldown_s > 0, 5.0)
+        health = runner.snapshot().health
+        assert 0 < health.rest_cooldown_s <= 1.5
+        assert health.rest_cooldown_reason.endswith(RESTORED_SUFFIX)
+        assert "418 IP banned" in health.rest_cooldown_reason
+        short, full = rest_health(health) or ("", "")
+        assert short.startswith("REST paused ") and "418 IP banned" in full
         await wait_for(lambda: bool(server.rest_log), 10.0)
     finally:
         task.cancel()

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.style import Style
 from textual.widgets import SelectionList
 
-from engine.models import EngineSnapshot, SymbolState
+from engine.models import EngineSnapshot, FeedHealth, SymbolState
 from tui import formatting as fmt
 from tui.app import make_app
 from tui.screens.columns import ColumnPicker
@@ -26,7 +26,7 @@ from tui.widgets.signal_table import (
     fit_columns,
     visibility_key,
 )
-from tui.widgets.status_bar import StatusBar, book_health, open_interest_health
+from tui.widgets.status_bar import StatusBar, book_health, open_interest_health, rest_health
 
 
 @pytest.fixture(scope="module")
@@ -307,3 +307,16 @@ async def test_help_lists_the_new_keys_columns_and_glyphs(capture: FinishedCaptu
         assert isinstance(help_screen, HelpScreen)
         keys = {line.binding_id: line.keys for line in help_screen.keys}
         assert keys["symbol.book"] == "o"
+
+
+def test_rest_cooldown_reads_minutes_and_the_reason() -> None:
+    health = FeedHealth(mode="LIVE", exchange="binanceusdm")
+    assert rest_health(health) is None
+    banned = msgspec.structs.replace(
+        health, rest_cooldown_s=71.2, rest_cooldown_reason="418 IP banned until 1700000000000"
+    )
+    assert rest_health(banned) == (
+        "REST paused 1m12s", "REST paused 1m12s: 418 IP banned until 1700000000000"
+    )
+    short = msgspec.structs.replace(health, rest_cooldown_s=0.4)
+    assert rest_health(short) == ("REST paused 1s", "REST paused 1s")

@@ -8,6 +8,7 @@ injected clock, so a snapshot test renders the same bar every time.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -58,6 +59,18 @@ def book_health(health: FeedHealth) -> tuple[str, str] | None:
     if health.book_gaps:
         parts.append(f"{health.book_gaps} gap{'s' if health.book_gaps != 1 else ''}")
     return short, " · ".join(parts)
+
+
+def rest_health(health: FeedHealth) -> tuple[str, str] | None:
+    """REST cooldown for the status bar while one is in force: ``REST paused 1m12s`` and
+    ``REST paused 1m12s: <the exchange's reason>``; ``None`` otherwise."""
+    if health.rest_cooldown_s <= 0:
+        return None
+    seconds = math.ceil(health.rest_cooldown_s)
+    left = f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+    short = f"REST paused {left}"
+    reason = health.rest_cooldown_reason.strip()
+    return short, f"{short}: {reason}" if reason else short
 
 
 def open_interest_health(health: FeedHealth) -> tuple[str, str] | None:
@@ -240,6 +253,12 @@ class StatusBar(Widget):
             short, full = books
             segments.append(_Segment(Text(short, style=style), 1 if behind else 3,
                                      Text(full, style=style)))
+        rest = rest_health(health)
+        if rest is not None:
+            short, full = rest
+            warn = self._style("warning")
+            # Backfill, books and OI wait on REST: the reason they stall is named early.
+            segments.append(_Segment(Text(short, style=warn), 1, Text(full, style=warn)))
         oi = open_interest_health(health)
         if oi is not None:
             short, full = oi
