@@ -80,8 +80,20 @@ class FeedConfig(_Section):
     rotate_after_s: float = Field(default=23.5 * 3600, gt=0.0, le=24 * 3600)
     """Reconnect proactively before Binance's 24 h cut."""
     stale_after_s: float = Field(default=10.0, gt=0.0, le=3600.0)
-    """A stream silent this long is marked stale; a connection whose streams are all stale
-    is closed and reopened."""
+    """A stream silent this long is marked stale and re-subscribed (UNSUBSCRIBE + SUBSCRIBE)
+    while the connection's other streams flow; a connection whose streams are all stale is
+    closed and reopened."""
+    stream_resubscribes: int = Field(default=2, ge=0, le=10)
+    """Re-subscribes of one stale stream before its connection is closed and reopened (0:
+    reopen at once). A stream still silent after that on the new connection is reported
+    offline instead of reopening the connection again. Trade streams (aggTrade, trade) are
+    only marked stale: they are silent whenever nobody trades."""
+    control_timeout_s: float = Field(default=5.0, gt=0.0, le=60.0)
+    """Seconds to wait for the reply (matched by id) to a SUBSCRIBE, UNSUBSCRIBE or
+    LIST_SUBSCRIPTIONS before it counts as timed out and is sent again."""
+    control_retries: int = Field(default=2, ge=0, le=10)
+    """Re-sends of a timed-out control message before the connection is treated as broken
+    and reopened (which subscribes every stream again)."""
     max_frame_bytes: int = Field(default=16 * 1024 * 1024, ge=1024 * 1024)
     """Largest accepted WebSocket frame (``!ticker@arr`` can exceed websockets' 1 MiB)."""
     kline_streams: Literal["base", "all"] = "base"

@@ -10,12 +10,23 @@ alive until cancelled (FEEDS.md §4 A):
   matched by id. Binance rejects a whole SUBSCRIBE when one name is bad, so the streams of a
   rejected batch are retried one per message; a stream rejected on its own is reported
   (``OFFLINE`` for that stream) and not retried until it is removed and re-added.
+* **Control timeouts** (FEEDS.md §4 A.6). A control message without a reply within
+  ``control_timeout_s`` is logged with its id and streams, counted
+  (:attr:`BinanceConnection.control_timeouts`) and sent again, paced like any other control
+  message; the still-silent streams of a timed-out SUBSCRIBE are reported ``STALE``. After
+  ``control_retries`` unanswered re-sends the socket is treated as broken and reopened.
 * **Reconnect.** Capped exponential backoff with full jitter (:mod:`feeds.backoff`), every
   connect paced by a process-wide :class:`ConnectPacer`, and a proactive reconnect after
   ``rotate_after_s`` (Binance cuts connections at 24 h).
 * **Watchdog.** Each stream's last data frame time (monotonic clock); a stream silent past
   its threshold (:func:`feeds.routing.stale_threshold_s`) is reported ``STALE``; when every
-  watched stream of the socket is stale the socket is closed and reopened.
+  watched stream of the socket is stale the socket is closed and reopened (FEEDS.md §4 A.2).
+  A stale stream among flowing ones is re-subscribed alone (UNSUBSCRIBE + SUBSCRIBE through
+  the paced control path, counted in :attr:`BinanceConnection.resubscribes`); still silent
+  ``stream_resubscribes`` times, the socket is reopened. A stream that caused one reopen and
+  stays silent on the new socket after its re-subscribes is reported ``OFFLINE`` instead of
+  reopening again (so one dead symbol cannot cut its neighbours off every few seconds). Its
+  first data frame makes it ``LIVE`` again and resets its counts.
 
 The reader loop only decodes the envelope and hands the frame on: decoding the payload and
 delivering events is the :class:`FrameHandler`'s job (the adapter).
@@ -24,6 +35,7 @@ delivering events is the :class:`FrameHandler`'s job (the adapter).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import random
@@ -52,9 +64,14 @@ from feeds.binance_schemas import (
 )
 from feeds.config import FeedConfig
 from feeds.events import FeedState, FeedStatus
-from feeds.routing import Route, stale_threshold_s
+from feeds.routing import Route, parse_stream, stale_threshold_s
 
 logger = logging.getLogger(__name__)
+
+LIQUIDITY_PACED = frozenset({"aggTrade", "trade"})
+"""Stream kinds that push only when someone trades: their silence says the symbol is quiet,
+not that the stream died (FEEDS.md §4 A.2), so it is reported STALE but never re-subscribed or
+answered with a reconnect that would cut the connection's other streams off."""
 
 _MIN_WATCHDOG_TICK_S = 0.05
 _MAX_WATCHDOG_TICK_S = 1.0
@@ -118,6 +135,15 @@ class _Request:
     method: str
     params: tuple[str, ...]
     sent_subscribed: frozenset[str] = field(default_factory=frozenset)
+    sent_at: float = 0.0  # monotonic seconds
+    attempt: int = 0  # 0 = first send, n = n-th re-send after a timeout
+    id: int = 0  # a re-send keeps the id of the first send (0: not sent yet)
+
+
+def _names(streams: Iterable[str], limit: int = 5) -> str:
+    ordered = sorted(streams)
+    shown = ", ".join(ordered[:limit])
+    return f"{shown} (+{len(ordered) - limit} more)" if len(ordered) > limit else shown
 
 
 def _describe_error(exc: BaseException, url: str) -> str:
@@ -204,12 +230,19 @@ class BinanceConnection:
         self._backoff = Backoff.from_config(config, rng=rng, clock=clock)
         self.reconnects = 0
         """Reconnects of this connection so far."""
+        self.control_timeouts = 0
+        """Control messages of this connection that got no reply within
+        ``control_timeout_s`` (each re-send that times out counts again)."""
+        self.resubscribes = 0
+        """Re-subscribes (UNSUBSCRIBE + SUBSCRIBE) of single stale streams so far."""
 
         self._desired: set[str] = set()
         self._rejected: set[str] = set()
         self._solo: set[str] = set()  # streams of a rejected batch, retried one by one
         self._thresholds: dict[str, float | None] = {}
         self._stale: set[str] = set()
+        # Streams whose silence already made the socket reopen once (kept across sockets).
+        self._escalated: set[str] = set()
         self._wake = asyncio.Event()
         self._next_id = 1
         # Per-socket state, reset on every connect.
@@ -219,6 +252,10 @@ class BinanceConnection:
         self._last_control = float("-inf")
         self._live = False
         self._audit_due = False
+        self._retries: list[_Request] = []  # timed-out requests waiting to be sent again
+        self._resub_due: set[str] = set()  # stale streams waiting for their UNSUBSCRIBE
+        self._resub_attempts: dict[str, int] = {}
+        self._given_up: set[str] = set()  # reported OFFLINE; no more re-subscribes
 
     # ----------------------------------------------------------------- registry
 
@@ -250,6 +287,12 @@ class BinanceConnection:
         self._thresholds = thresholds
         self._rejected &= wanted
         self._solo &= wanted
+        self._escalated &= wanted
+        self._resub_due &= wanted
+        self._given_up &= wanted
+        for stream in list(self._resub_attempts):
+            if stream not in wanted:
+                del self._resub_attempts[stream]
         self._wake.set()
 
     # ----------------------------------------------------------------- run loop
@@ -309,6 +352,10 @@ class BinanceConnection:
         self._last_control = float("-inf")
         self._live = False
         self._audit_due = True
+        self._retries = []
+        self._resub_due = set()
+        self._resub_attempts = {}
+        self._given_up = set()
         logger.info("%s: connected to %s", self.label, self.url)
         reader = asyncio.create_task(self._read(ws), name=f"{self.label}-reader")
         control = asyncio.create_task(self._control(ws), name=f"{self.label}-control")
@@ -320,8 +367,10 @@ class BinanceConnection:
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks)
-        if watchdog in done and not watchdog.cancelled():
-            return watchdog.result()  # closing: the ``async with`` exit sends the close frame
+        for ender in (watchdog, control):
+            # Closing on purpose: the ``async with`` exit sends the close frame.
+            if ender in done and not ender.cancelled() and ender.exception() is None:
+                return str(ender.result())
         for task in done:
             exc = None if task.cancelled() else task.exception()
             if exc is not None and not isinstance(exc, ConnectionClosed):
@@ -348,6 +397,10 @@ class BinanceConnection:
             if stream in self._stale:
                 self._stale.discard(stream)
                 self._stats.stale_streams -= 1
+                # Flowing again: the stream starts over with a full re-subscribe budget.
+                self._resub_attempts.pop(stream, None)
+                self._escalated.discard(stream)
+                self._given_up.discard(stream)
                 self._status(FeedState.LIVE, stream=stream, reason="data resumed")
             if not self._live:
                 self._live = True
@@ -365,6 +418,7 @@ class BinanceConnection:
         if request is None:
             logger.debug("%s: response to unknown request id %s", self.label, frame.id)
             return
+        self._wake.set()  # the audit waits for every SUBSCRIBE reply
         error = frame.error_text
         if error is not None:
             if request.method == "SUBSCRIBE":
@@ -422,27 +476,64 @@ class BinanceConnection:
 
     # ----------------------------------------------------------------- control messages
 
-    def _next_request(self) -> tuple[str, list[str]] | None:
+    def _next_request(self) -> _Request | None:
+        """The next control message due (``attempt`` > 0: a re-send), or ``None``."""
         batch = self._config.subscribe_batch
+        while self._retries:
+            # Re-sends first, trimmed to what still applies: the registry may have moved on
+            # while the lost request waited for its timeout.
+            retry = self._retries[0]
+            if retry.method == "SUBSCRIBE":
+                keep = self._subscribed & (self._desired - self._rejected)
+            elif retry.method == "UNSUBSCRIBE":
+                keep = set(retry.params) - self._subscribed
+            else:
+                keep = set(retry.params)
+            params = tuple(stream for stream in retry.params if stream in keep)
+            if params or (retry.method == "LIST_SUBSCRIPTIONS" and self._subscribed):
+                return _Request(retry.method, params, attempt=retry.attempt, id=retry.id)
+            self._retries.pop(0)
         removed = self._subscribed - self._desired
         if removed:
-            return "UNSUBSCRIBE", sorted(removed)[:batch]
+            return _Request("UNSUBSCRIBE", tuple(sorted(removed)[:batch]))
+        resubscribe = self._resub_due & self._subscribed
+        if resubscribe:
+            # The SUBSCRIBE half follows through the ``added`` branch below.
+            return _Request("UNSUBSCRIBE", tuple(sorted(resubscribe)[:batch]))
         added = self._desired - self._subscribed - self._rejected
         if added:
             batched = added - self._solo
             if batched:
-                return "SUBSCRIBE", sorted(batched)[:batch]
-            return "SUBSCRIBE", sorted(added)[:1]
-        if self._audit_due and self._subscribed:
-            return "LIST_SUBSCRIPTIONS", []
+                return _Request("SUBSCRIBE", tuple(sorted(batched)[:batch]))
+            return _Request("SUBSCRIBE", tuple(sorted(added)[:1]))
+        if (
+            self._audit_due
+            and self._subscribed
+            and not any(request.method == "SUBSCRIBE" for request in self._pending.values())
+        ):
+            # Audit what the server acknowledged: a lost SUBSCRIBE is the timeout's job.
+            return _Request("LIST_SUBSCRIPTIONS", ())
         return None
 
-    async def _control(self, ws: ClientConnection) -> None:
-        """Send SUBSCRIBE/UNSUBSCRIBE/LIST_SUBSCRIPTIONS until the registry matches."""
+    async def _control(self, ws: ClientConnection) -> str:
+        """Send SUBSCRIBE/UNSUBSCRIBE/LIST_SUBSCRIPTIONS until the registry matches, and
+        re-send timed-out ones; returns (ending the session) when a control message stayed
+        unanswered ``control_retries`` times more."""
         while True:
             self._wake.clear()
+            broken = self._expire_requests()
+            if broken is not None:
+                return broken
             if self._next_request() is None:
-                await self._wake.wait()
+                deadline = self._next_deadline()
+                if deadline is None:
+                    await self._wake.wait()
+                else:
+                    # Not ``wait_for``: on Python 3.11 it can swallow the session's cancel
+                    # when the wake-up lands at the same moment.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(max(0.0, deadline - self._clock())):
+                            await self._wake.wait()
                 continue
             wait = self._last_control + self._config.subscribe_interval_s - self._clock()
             if wait > 0:
@@ -451,29 +542,95 @@ class BinanceConnection:
             request = self._next_request()
             if request is None:
                 continue
-            method, params = request
-            request_id = self._next_id
-            self._next_id += 1
+            if request.attempt:
+                self._retries.pop(0)
+            method, params = request.method, list(request.params)
+            if request.id:
+                request_id = request.id  # a re-send: the same request, so the same id
+            else:
+                request_id = request.id = self._next_id
+                self._next_id += 1
             body: dict[str, object] = {"method": method, "id": request_id}
+            self._last_control = request.sent_at = self._clock()
             if method == "LIST_SUBSCRIPTIONS":
                 self._audit_due = False
-                self._pending[request_id] = _Request(method, (), frozenset(self._subscribed))
+                request.sent_subscribed = frozenset(self._subscribed)
             else:
                 body["params"] = params
-                self._pending[request_id] = _Request(method, tuple(params))
-            self._last_control = self._clock()
+            self._pending[request_id] = request
             if method == "SUBSCRIBE":
                 self._subscribed.update(params)
+                self._resub_due.difference_update(params)  # a fresh SUBSCRIBE does it
                 for stream in params:
                     if self._thresholds.get(stream) is not None:
                         # The grace period of a new subscription starts now.
                         self._last_data[stream] = self._last_control
             elif method == "UNSUBSCRIBE":
                 self._subscribed.difference_update(params)
+                self._resub_due.difference_update(params)
             await ws.send(msgspec.json.encode(body).decode())
             logger.debug(
                 "%s: sent %s id=%d (%d streams)", self.label, method, request_id, len(params)
             )
+
+    def _next_deadline(self) -> float | None:
+        """When the oldest unanswered control message times out (monotonic seconds)."""
+        if not self._pending:
+            return None
+        oldest = min(request.sent_at for request in self._pending.values())
+        return oldest + self._config.control_timeout_s
+
+    def _expire_requests(self) -> str | None:
+        """Drop control messages unanswered for ``control_timeout_s`` and queue their
+        re-send; returns why the socket must be reopened once one ran out of re-sends."""
+        timeout = self._config.control_timeout_s
+        limit = self._config.control_retries
+        now = self._clock()
+        expired = [rid for rid, req in self._pending.items() if now - req.sent_at >= timeout]
+        for request_id in expired:
+            request = self._pending.pop(request_id)
+            self.control_timeouts += 1
+            streams = _names(request.params) or "-"
+            sends = request.attempt + 1
+            if request.attempt >= limit:
+                logger.warning(
+                    "%s: %s id=%d got no reply within %.1f s (streams: %s); unanswered %d "
+                    "times, reopening the connection",
+                    self.label,
+                    request.method,
+                    request_id,
+                    timeout,
+                    streams,
+                    sends,
+                )
+                return (
+                    f"{request.method} id={request_id} ({len(request.params)} streams) "
+                    f"unanswered {sends} times"
+                )
+            logger.warning(
+                "%s: %s id=%d got no reply within %.1f s (streams: %s); re-sending (%d/%d)",
+                self.label,
+                request.method,
+                request_id,
+                timeout,
+                streams,
+                sends,
+                limit,
+            )
+            self._retries.append(
+                _Request(request.method, request.params, attempt=request.attempt + 1, id=request_id)
+            )
+            if request.method == "SUBSCRIBE":
+                reason = f"SUBSCRIBE id={request_id} unanswered after {timeout:.1f} s; re-sending"
+                for stream in request.params:
+                    # Only streams still without data: a lost reply does not stop the data.
+                    if (
+                        stream in self._last_data
+                        and self._last_data[stream] <= request.sent_at
+                        and stream not in self._stale
+                    ):
+                        self._mark_stale(stream, reason)
+        return None
 
     # ----------------------------------------------------------------- watchdog
 
@@ -483,8 +640,9 @@ class BinanceConnection:
         return min(_MAX_WATCHDOG_TICK_S, max(_MIN_WATCHDOG_TICK_S, base))
 
     async def _watchdog(self) -> str:
-        """Mark silent streams stale; returns (ending the session) when the socket must be
-        reopened: every watched stream stale, or time to rotate."""
+        """Mark silent streams stale and re-subscribe them; returns (ending the session) when
+        the socket must be reopened: every watched stream stale, a stream still silent after
+        its re-subscribes, or time to rotate."""
         opened = self._clock()
         while True:
             await asyncio.sleep(self._tick_s())
@@ -494,6 +652,7 @@ class BinanceConnection:
             if not self._last_data:
                 continue
             all_stale = True
+            silent_streams: list[str] = []
             for stream, last in self._last_data.items():
                 threshold = self._thresholds.get(stream)
                 if threshold is None:
@@ -501,14 +660,72 @@ class BinanceConnection:
                 silent = now - last
                 if silent <= threshold:
                     all_stale = False
-                elif stream not in self._stale:
-                    self._stale.add(stream)
-                    self._stats.stale_streams += 1
-                    self._status(
-                        FeedState.STALE, stream=stream, reason=f"no data for {silent:.1f} s"
-                    )
+                    continue
+                silent_streams.append(stream)
+                if stream not in self._stale:
+                    self._mark_stale(stream, f"no data for {silent:.1f} s")
             if all_stale:
                 return f"all {len(self._last_data)} streams stale"
+            reopen = self._resubscribe_silent(silent_streams)
+            if reopen is not None:
+                return reopen
+
+    def _resubscribe_silent(self, silent: list[str]) -> str | None:
+        """Queue a re-subscribe of each silent stream not already being (re)subscribed;
+        returns why the socket must be reopened when one has used up its re-subscribes."""
+        busy = {stream for request in self._pending.values() for stream in request.params}
+        busy.update(stream for request in self._retries for stream in request.params)
+        limit = self._config.stream_resubscribes
+        queued: list[str] = []
+        for stream in sorted(silent):
+            if (
+                parse_stream(stream).kind in LIQUIDITY_PACED
+                or stream in busy
+                or stream in self._resub_due
+                or stream in self._given_up
+                or stream not in self._subscribed
+            ):
+                continue
+            attempts = self._resub_attempts.get(stream, 0)
+            if attempts < limit:
+                self._resub_attempts[stream] = attempts + 1
+                self._resub_due.add(stream)
+                self.resubscribes += 1
+                queued.append(stream)
+                continue
+            if stream in self._escalated:
+                # Reopening did not help before: more reopens would only cut the healthy
+                # streams off too (a dead symbol or a wrong route, FEEDS.md §4 A.3 and D).
+                self._given_up.add(stream)
+                logger.error(
+                    "%s: %s still silent after %d re-subscribes and a reconnect; giving up on "
+                    "it until data arrives (check the symbol status and route)",
+                    self.label,
+                    stream,
+                    attempts,
+                )
+                self._status(
+                    FeedState.OFFLINE,
+                    stream=stream,
+                    reason=f"no data after {attempts} re-subscribes and a reconnect",
+                )
+                continue
+            self._escalated.add(stream)
+            return f"{stream} silent after {attempts} re-subscribes"
+        if queued:
+            logger.warning(
+                "%s: re-subscribing %d silent stream(s): %s",
+                self.label,
+                len(queued),
+                _names(queued),
+            )
+            self._wake.set()
+        return None
+
+    def _mark_stale(self, stream: str, reason: str) -> None:
+        self._stale.add(stream)
+        self._stats.stale_streams += 1
+        self._status(FeedState.STALE, stream=stream, reason=reason)
 
     # ----------------------------------------------------------------- statuses
 

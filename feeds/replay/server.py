@@ -40,7 +40,9 @@ Fault hooks (for tests): :meth:`ReplayServer.inject_rest_fault` (canned REST sta
 delay), :meth:`ReplayServer.inject_stale_depth` (old snapshot on ``/fapi/v1/depth``),
 :meth:`ReplayServer.drop_frames` (a depth gap: frames not sent),
 :meth:`ReplayServer.drop_connections`, :meth:`ReplayServer.pause_streaming` /
-:meth:`ReplayServer.resume_streaming`.
+:meth:`ReplayServer.resume_streaming`, :meth:`ReplayServer.ignore_control` (control messages
+left unanswered), :meth:`ReplayServer.stall_stream` (one stream silent while others flow);
+:attr:`ReplayServer.control_log` records every control message received.
 """
 
 from __future__ import annotations
@@ -87,7 +89,17 @@ _SEND_ERRORS = (ConnectionError, RuntimeError, asyncio.CancelledError)
 class _Conn:
     """One client WebSocket connection and its subscriptions."""
 
-    __slots__ = ("combined", "control_times", "label", "lock", "request", "route", "streams", "ws")
+    __slots__ = (
+        "combined",
+        "control_times",
+        "label",
+        "lock",
+        "request",
+        "route",
+        "stalled",
+        "streams",
+        "ws",
+    )
 
     def __init__(
         self,
@@ -105,6 +117,8 @@ class _Conn:
         self.streams: list[str] = []
         self.lock = asyncio.Lock()
         self.control_times: deque[float] = deque()
+        # Stream -> revived by a new SUBSCRIBE of it (else only a new connection gets data).
+        self.stalled: dict[str, bool] = {}
 
 
 def _limit_send_buffer(request: web.Request) -> None:
@@ -198,6 +212,11 @@ class ReplayServer:
         self.frames_dropped = 0
         """Frames withheld by :meth:`drop_frames` (one per frame and stream name)."""
         self._drops: dict[str, int] = {}
+        self.control_log: list[tuple[str, float, dict[str, Any]]] = []
+        """``(connection label, time.monotonic(), message)`` of every JSON-object control
+        message received, in arrival order (including ignored ones)."""
+        self._ignore: list[list[Any]] = []  # [method | None, id | None, count | None]
+        self._dead: set[str] = set()
         self._source: ReplaySource | None = None
         self._rest: RestApi | None = None
         self._runner: web.AppRunner | None = None
@@ -465,6 +484,69 @@ class ReplayServer:
             )
         self._drops[stream] = self._drops.get(stream, 0) + count
 
+    def ignore_control(
+        self, *, method: str | None = None, request_id: int | None = None, count: int | None = 1
+    ) -> None:
+        """Leave control messages unanswered and unapplied, as if lost on the way (FEEDS.md
+        §4 A.6: the client must time out). Rules add up; a message matches the oldest rule
+        whose every given field equals its own.
+
+        Args:
+            method: Only messages of this method (``SUBSCRIBE``, ...); ``None``: any method.
+            request_id: Only messages with this ``id``; ``None``: any id.
+            count: Messages this rule swallows, over all connections; ``None``: every match
+                (a request the server never answers, however often it is re-sent).
+
+        Raises:
+            ValueError: neither ``method`` nor ``request_id`` given, or ``count`` < 1.
+        """
+        if (method is None and request_id is None) or (count is not None and count < 1):
+            raise ValueError(
+                f"ignore_control needs a method or request_id and count >= 1 or None, got "
+                f"{method!r}, {request_id!r}, {count!r}"
+            )
+        self._ignore.append([method, request_id, count])
+
+    def _ignored(self, msg: dict[str, Any]) -> bool:
+        for rule in self._ignore:
+            method, request_id, count = rule
+            if (method is None or msg.get("method") == method) and (
+                request_id is None or msg.get("id") == request_id
+            ):
+                if count is not None:
+                    rule[2] = count - 1
+                    if count == 1:
+                        self._ignore.remove(rule)
+                return True
+        return False
+
+    def stall_stream(
+        self, stream: str, *, revive: Literal["resubscribe", "reconnect", "never"] = "resubscribe"
+    ) -> int:
+        """Stop sending ``stream`` while the connections stay open and keep answering control
+        messages and pings: a dead subscription among live ones (FEEDS.md §4 A.2).
+
+        Args:
+            stream: Stream name exactly as subscribed (``btcusdt@bookTicker``).
+            revive: ``resubscribe``: a later SUBSCRIBE of it on a stalled connection brings it
+                back; ``reconnect``: only connections opened later get it; ``never``: no
+                connection gets it again (like a stream on the wrong route).
+
+        Returns:
+            Connections currently subscribed to ``stream`` (stalled now).
+
+        Raises:
+            ValueError: empty ``stream``.
+        """
+        if not stream:
+            raise ValueError("stall_stream needs a stream name")
+        if revive == "never":
+            self._dead.add(stream)
+        holders = [conn for conn in self._conns if stream in conn.streams]
+        for conn in holders:
+            conn.stalled[stream] = revive == "resubscribe"
+        return len(holders)
+
     def drop_connections(self, *, code: int | None = None) -> int:
         """Close every WebSocket connection now; returns how many.
 
@@ -513,6 +595,8 @@ class ReplayServer:
 
     def _subscribe(self, conn: _Conn, streams: Iterable[str]) -> None:
         for stream in streams:
+            if conn.stalled.get(stream):
+                del conn.stalled[stream]  # a fresh SUBSCRIBE revives a stalled stream
             if not stream or stream in conn.streams:
                 continue
             conn.streams.append(stream)
@@ -616,6 +700,15 @@ class ReplayServer:
         if not isinstance(msg, dict):
             await self._error(conn, 3, "Invalid JSON: expected an object")
             return
+        self.control_log.append((conn.label, time.monotonic(), msg))
+        if self._ignore and self._ignored(msg):
+            logger.info(
+                "replay: %s %s id=%s ignored (fault injection)",
+                conn.label,
+                msg.get("method"),
+                msg.get("id"),
+            )
+            return
         req_id = msg.get("id")
         valid_id = isinstance(req_id, str) or (
             isinstance(req_id, int) and not isinstance(req_id, bool) and req_id >= 0
@@ -678,7 +771,14 @@ class ReplayServer:
         subs = self._index.get(key)
         if not subs:
             return
-        targets = [(conn, name) for conn, names in subs.items() for name in names]
+        targets = [
+            (conn, name)
+            for conn, names in subs.items()
+            for name in names
+            if name not in conn.stalled and name not in self._dead
+        ]
+        if not targets:
+            return
         if self._drops:
             dropped = {name for _, name in targets if self._drops.get(name)}
             for name in dropped:

@@ -304,20 +304,49 @@ async def test_silent_socket_is_marked_stale_and_reopened(
     assert server.connections[1].subscribe_params() == set(streams)
 
 
-async def test_one_silent_stream_is_stale_while_the_socket_stays(
+async def test_one_silent_stream_is_stale_and_resubscribed_while_the_socket_stays(
     fake_binance, start_feed, config_factory, cryptofeed_frames, until
 ) -> None:
     server = await fake_binance(cryptofeed_frames)
     server.silent = {"sushiusdt@depth@100ms"}  # ACKed, never delivered (like a wrong route)
     streams = ["sushiusdt@bookTicker", "sushiusdt@depth@100ms"]
-    run = start_feed(server.url, streams, config_factory(stale_after_s=0.3))
+    # Many re-subscribes allowed: this test is about the socket staying (the escalation to a
+    # reconnect is tests/feeds/test_connection_faults.py's).
+    run = start_feed(
+        server.url, streams, config_factory(stale_after_s=0.3, stream_resubscribes=10)
+    )
     async with asyncio.timeout(10):
         await until(lambda: run.statuses(FeedState.STALE), 5, "a STALE status")
         await asyncio.sleep(0.8)
-    assert [s.stream for s in run.statuses(FeedState.STALE)] == ["sushiusdt@depth@100ms"]
+    assert {s.stream for s in run.statuses(FeedState.STALE)} == {"sushiusdt@depth@100ms"}
     assert run.stats.stale_streams == 1
     assert len(server.connections) == 1 and server.connections[0].closed_at is None
     assert run.statuses(FeedState.RECONNECTING) == []
+    # Only the silent stream was re-subscribed: UNSUBSCRIBE + SUBSCRIBE of it alone.
+    controls = [r for _, r in server.connections[0].controls]
+    unsubs = [r["params"] for r in controls if r["method"] == "UNSUBSCRIBE"]
+    assert unsubs and all(p == ["sushiusdt@depth@100ms"] for p in unsubs)
+    resubs = [r["params"] for r in controls if r["method"] == "SUBSCRIBE"][1:]
+    assert resubs and all(p == ["sushiusdt@depth@100ms"] for p in resubs)
+
+
+async def test_a_quiet_trade_stream_is_stale_but_never_resubscribed_or_reconnected(
+    fake_binance, start_feed, config_factory, cryptofeed_frames, until
+) -> None:
+    # aggTrade pushes only on trades: a quiet symbol is not a dead stream (FEEDS.md §4 A.2).
+    server = await fake_binance(cryptofeed_frames)
+    server.silent = {"keepusdt@aggTrade"}
+    streams = ["sushiusdt@aggTrade", "keepusdt@aggTrade"]  # one /market socket
+    run = start_feed(
+        server.url, streams, config_factory(stale_after_s=0.2, stream_resubscribes=0)
+    )
+    async with asyncio.timeout(10):
+        await until(lambda: run.statuses(FeedState.STALE), 5, "a STALE status")
+        await asyncio.sleep(1.0)
+    assert {s.stream for s in run.statuses(FeedState.STALE)} == {"keepusdt@aggTrade"}
+    assert len(server.connections) == 1 and server.connections[0].closed_at is None
+    methods = [r["method"] for _, r in server.connections[0].controls]
+    assert "UNSUBSCRIBE" not in methods and methods.count("SUBSCRIBE") == 1
 
 
 async def test_kline_and_liquidation_streams_are_not_stale_while_quiet(
