@@ -26,6 +26,8 @@ class FeedStats(msgspec.Struct, kw_only=True):
         frames: Data frames received since start.
         decode_errors: Malformed or unknown frames (logged, counted, skipped).
         reconnects: Reconnects across all connections.
+        rotations: Make-before-break rotations across all connections (the new socket took
+            over with no reconnect; not counted in ``reconnects``).
         connections_open: Connections currently open.
         connections_total: Connections the subscription needs (shards × routes).
         streams: Streams subscribed.
@@ -36,6 +38,7 @@ class FeedStats(msgspec.Struct, kw_only=True):
     frames: int = 0
     decode_errors: int = 0
     reconnects: int = 0
+    rotations: int = 0
     connections_open: int = 0
     connections_total: int = 0
     streams: int = 0

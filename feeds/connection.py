@@ -16,8 +16,18 @@ alive until cancelled (FEEDS.md §4 A):
   message; the still-silent streams of a timed-out SUBSCRIBE are reported ``STALE``. After
   ``control_retries`` unanswered re-sends the socket is treated as broken and reopened.
 * **Reconnect.** Capped exponential backoff with full jitter (:mod:`feeds.backoff`), every
-  connect paced by a process-wide :class:`ConnectPacer`, and a proactive reconnect after
-  ``rotate_after_s`` (Binance cuts connections at 24 h).
+  connect paced by a process-wide :class:`ConnectPacer`.
+* **Rotation** (FEEDS.md §4 A.1). Binance cuts connections at 24 h, so after
+  ``rotate_after_s`` the connection is replaced make-before-break: a new socket is opened
+  (through the same pacer, so connections opened apart rotate apart), subscribed to the same
+  streams, and given up to ``ROTATION_WAIT_STALE_FACTOR × stale_after_s`` to deliver, on every
+  stream that must flow that often, a frame the old socket delivered too; then the old socket
+  is closed and read to its end and the new one carries on. Meanwhile both deliver the same
+  frames: :class:`feeds.rotation.Overlap` passes each on exactly once, in order. If the new
+  socket fails (cannot connect, SUBSCRIBE rejected or unanswered, no matching data in time)
+  it is closed and the old one is reopened the plain way, with the reason logged and in the
+  ``RECONNECTING`` status. Counted in :attr:`BinanceConnection.rotations` and
+  ``stats.rotations``.
 * **Watchdog.** Each stream's last data frame time (monotonic clock); a stream silent past
   its threshold (:func:`feeds.routing.stale_threshold_s`) is reported ``STALE``; when every
   watched stream of the socket is stale the socket is closed and reopened (FEEDS.md §4 A.2).
@@ -64,6 +74,7 @@ from feeds.binance_schemas import (
 )
 from feeds.config import FeedConfig
 from feeds.events import FeedState, FeedStatus
+from feeds.rotation import Frame, Overlap
 from feeds.routing import Route, parse_stream, stale_threshold_s
 
 logger = logging.getLogger(__name__)
@@ -75,6 +86,10 @@ answered with a reconnect that would cut the connection's other streams off."""
 
 _MIN_WATCHDOG_TICK_S = 0.05
 _MAX_WATCHDOG_TICK_S = 1.0
+
+ROTATION_WAIT_STALE_FACTOR = 3.0
+"""A rotation waits at most this many ``stale_after_s`` for the new socket's first frames
+(after its SUBSCRIBE replies) before it falls back to a plain reconnect."""
 
 
 def wall_time_ms() -> int:
@@ -138,6 +153,35 @@ class _Request:
     sent_at: float = 0.0  # monotonic seconds
     attempt: int = 0  # 0 = first send, n = n-th re-send after a timeout
     id: int = 0  # a re-send keeps the id of the first send (0: not sent yet)
+
+
+class _RotationFailed(Exception):
+    """The new socket of a make-before-break rotation cannot take over (message: why)."""
+
+
+@dataclass(slots=True)
+class _Successor:
+    """The new socket of a rotation while it warms up, handed to the next session."""
+
+    ws: ClientConnection
+    opened: float  # monotonic seconds
+    reader: asyncio.Task[None] | None = None
+    pending: dict[int, tuple[str, ...]] = field(default_factory=dict)  # SUBSCRIBE id → streams
+    subscribed: set[str] = field(default_factory=set)
+    last_control: float = float("-inf")  # monotonic seconds
+    error: str = ""  # why the socket cannot take over (a rejected SUBSCRIBE)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(slots=True)
+class _Rotation:
+    """Which socket is which while two deliver the same streams."""
+
+    overlap: Overlap
+    old: ClientConnection
+    new: ClientConnection
+    wake: asyncio.Event  # the warm-up's: set on every frame either socket reads
+    expires: float = float("inf")  # monotonic seconds; set once the old socket is gone
 
 
 def _names(streams: Iterable[str], limit: int = 5) -> str:
@@ -235,6 +279,10 @@ class BinanceConnection:
         ``control_timeout_s`` (each re-send that times out counts again)."""
         self.resubscribes = 0
         """Re-subscribes (UNSUBSCRIBE + SUBSCRIBE) of single stale streams so far."""
+        self.rotations = 0
+        """Make-before-break rotations completed (the new socket took over)."""
+        self.rotation_fallbacks = 0
+        """Rotations whose new socket could not take over (a plain reconnect followed)."""
 
         self._desired: set[str] = set()
         self._rejected: set[str] = set()
@@ -256,6 +304,7 @@ class BinanceConnection:
         self._resub_due: set[str] = set()  # stale streams waiting for their UNSUBSCRIBE
         self._resub_attempts: dict[str, int] = {}
         self._given_up: set[str] = set()  # reported OFFLINE; no more re-subscribes
+        self._rotation: _Rotation | None = None  # two sockets deliver: deduplicate
 
     # ----------------------------------------------------------------- registry
 
@@ -301,38 +350,41 @@ class BinanceConnection:
         """Connect, subscribe and read until cancelled; reconnects on every failure.
 
         Never raises on network errors; unexpected errors are logged with a traceback and
-        handled like a dropped connection. Cancellation closes the socket.
+        handled like a dropped connection. Cancellation closes the socket (both sockets while
+        a rotation overlaps).
         """
+        successor: _Successor | None = None
         while True:
-            await self._pacer.wait()
-            self._status(FeedState.CONNECTING, reason=self.url)
+            if successor is None:
+                await self._pacer.wait()
+                self._status(FeedState.CONNECTING, reason=self.url)
+            # A rotated-to socket is already open and subscribed: no connect, no delay.
+            inherited, successor = successor, None
             opened = False
             reason: str
             try:
-                async with connect(
-                    self.url,
-                    max_size=self._config.max_frame_bytes,
-                    open_timeout=self._open_timeout,
-                    close_timeout=self._close_timeout,
-                    ping_interval=20.0,
-                    ping_timeout=20.0,
-                    proxy=self._proxy,
-                ) as ws:
-                    opened = True
+                if inherited is not None:
+                    ws = inherited.ws
+                else:
+                    ws = await self._connect()
                     self._backoff.connected()
                     self._stats.connections_open += 1
-                    try:
-                        reason = await self._session(ws)
-                    finally:
-                        self._stats.connections_open -= 1
+                opened = True
+                try:
+                    reason, successor = await self._session(ws, inherited)
+                finally:
+                    self._stats.connections_open -= 1
+                    await ws.close()
             except (OSError, InvalidHandshake, InvalidURI, TimeoutError, ConnectionClosed) as exc:
                 reason = _describe_error(exc, self.url)
             except Exception as exc:
                 logger.exception("%s: unexpected error", self.label)
                 reason = f"internal error: {type(exc).__name__}: {exc}"
             finally:
-                if opened:
+                if opened and successor is None:
                     self._backoff.disconnected()
+            if successor is not None:
+                continue
             delay = self._backoff.next_delay()
             self.reconnects += 1
             self._stats.reconnects += 1
@@ -344,46 +396,266 @@ class BinanceConnection:
             self._status(FeedState.RECONNECTING, reason=reason, retry_in=delay)
             await asyncio.sleep(delay)
 
-    async def _session(self, ws: ClientConnection) -> str:
-        """Serve one open socket; returns why it ended."""
-        self._subscribed = set()
+    async def _connect(self) -> ClientConnection:
+        """Open one socket to :attr:`url` (the handshake errors propagate)."""
+        return await connect(
+            self.url,
+            max_size=self._config.max_frame_bytes,
+            open_timeout=self._open_timeout,
+            close_timeout=self._close_timeout,
+            ping_interval=20.0,
+            ping_timeout=20.0,
+            proxy=self._proxy,
+        )
+
+    async def _session(
+        self, ws: ClientConnection, inherited: _Successor | None
+    ) -> tuple[str, _Successor | None]:
+        """Serve one open socket; returns why it ended and, after a rotation, the socket
+        that took over (open, subscribed, already delivering)."""
+        if inherited is None:
+            self._rotation = None
+            self._subscribed = set()
+            self._last_data = {}
+            self._last_control = float("-inf")
+            self._live = False
+            logger.info("%s: connected to %s", self.label, self.url)
+        else:
+            # The streams never stopped: their silence timers carry on across the swap.
+            now = self._clock()
+            self._subscribed = set(inherited.subscribed)
+            self._last_data = {
+                stream: self._last_data.get(stream, now)
+                for stream in self._subscribed
+                if self._thresholds.get(stream) is not None
+            }
+            self._last_control = inherited.last_control
         self._pending = {}
-        self._last_data = {}
-        self._last_control = float("-inf")
-        self._live = False
         self._audit_due = True
         self._retries = []
         self._resub_due = set()
         self._resub_attempts = {}
         self._given_up = set()
-        logger.info("%s: connected to %s", self.label, self.url)
+        opened = inherited.opened if inherited is not None else self._clock()
         reader = asyncio.create_task(self._read(ws), name=f"{self.label}-reader")
         control = asyncio.create_task(self._control(ws), name=f"{self.label}-control")
-        watchdog = asyncio.create_task(self._watchdog(), name=f"{self.label}-watchdog")
+        watchdog = asyncio.create_task(self._watchdog(ws, opened), name=f"{self.label}-watchdog")
         tasks: list[asyncio.Task[Any]] = [reader, control, watchdog]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if watchdog in done and not watchdog.cancelled() and watchdog.exception() is None:
+                result = watchdog.result()
+                if isinstance(result, _Successor):
+                    control.cancel()  # the old socket sends nothing more
+                    try:
+                        await self._hand_over(ws, reader, result, opened)
+                    except BaseException:
+                        await self._discard(result)
+                        raise
+                    return "rotated", result
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks)
         for ender in (watchdog, control):
-            # Closing on purpose: the ``async with`` exit sends the close frame.
+            # Closing on purpose: the caller's ``ws.close()`` sends the close frame.
             if ender in done and not ender.cancelled() and ender.exception() is None:
-                return str(ender.result())
+                return str(ender.result()), None
         for task in done:
             exc = None if task.cancelled() else task.exception()
             if exc is not None and not isinstance(exc, ConnectionClosed):
                 raise exc
-        return _describe_close(ws.close_code, ws.close_reason or "")
+        return _describe_close(ws.close_code, ws.close_reason or ""), None
 
-    async def _read(self, ws: ClientConnection) -> None:
-        async for message in ws:
-            self._on_message(message)
+    async def _read(self, ws: ClientConnection, successor: _Successor | None = None) -> None:
+        """Read ``ws`` until it closes; ``successor``: the socket is a rotation's new one
+        still warming up (its control replies are the warm-up's)."""
+        try:
+            async for message in ws:
+                self._on_message(message, ws, successor)
+        finally:
+            if successor is not None:
+                successor.wake.set()  # a warm-up waiting on this socket sees it end
+
+    # ----------------------------------------------------------------- rotation
+
+    def _must_match(self, stream: str, wait_s: float) -> bool:
+        """Whether a rotation waits for ``stream``'s first frame on the new socket: streams
+        that push at least every ``wait_s`` seconds while alive (not trades, liquidations or
+        klines, which may be silent that long) and are flowing on the old socket."""
+        threshold = self._thresholds.get(stream)
+        return (
+            threshold is not None
+            and threshold <= wait_s
+            and parse_stream(stream).kind not in LIQUIDITY_PACED
+            and stream not in self._stale
+            and stream not in self._given_up
+        )
+
+    async def _warm_up(self, old: ClientConnection) -> _Successor:
+        """Open the new socket of a rotation, subscribe the same streams and wait until it
+        delivers what the old one does.
+
+        Returns:
+            The new socket, still read by its own reader task (the caller hands it over or
+            discards it).
+
+        Raises:
+            _RotationFailed: naming why the new socket cannot take over (connect error,
+                SUBSCRIBE rejected or unanswered within ``control_timeout_s``, socket closed,
+                no matching frame on a stream that must flow within the wait).
+        """
+        await self._pacer.wait()
+        try:
+            ws = await self._connect()
+        except (OSError, InvalidHandshake, InvalidURI, TimeoutError, ConnectionClosed) as exc:
+            raise _RotationFailed(_describe_error(exc, self.url)) from None
+        self._stats.connections_open += 1
+        successor = _Successor(ws, opened=self._clock())
+        streams = sorted(self._desired - self._rejected)
+        rotation = _Rotation(Overlap(streams), old=old, new=ws, wake=successor.wake)
+        self._rotation = rotation
+        successor.reader = asyncio.create_task(
+            self._read(ws, successor), name=f"{self.label}-reader-next"
+        )
+        keep = False
+        try:
+            interval = self._config.subscribe_interval_s
+            batch = self._config.subscribe_batch
+            for start in range(0, len(streams), batch):
+                params = tuple(streams[start : start + batch])
+                wait = successor.last_control + interval - self._clock()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                request_id = self._next_id
+                self._next_id += 1
+                successor.pending[request_id] = params
+                successor.last_control = self._clock()
+                body = {"method": "SUBSCRIBE", "params": list(params), "id": request_id}
+                await ws.send(msgspec.json.encode(body).decode())
+            timeout = self._config.control_timeout_s
+            if not await self._until(successor, lambda: not successor.pending, timeout):
+                ids = ", ".join(str(request_id) for request_id in successor.pending)
+                raise _RotationFailed(f"SUBSCRIBE id={ids} unanswered within {timeout:.1f} s")
+            successor.subscribed = set(streams)
+            wait_s = ROTATION_WAIT_STALE_FACTOR * self._config.stale_after_s
+            required = [stream for stream in streams if self._must_match(stream, wait_s)]
+            overlap = rotation.overlap
+
+            def caught_up() -> bool:
+                return not overlap.unmatched(required) and not overlap.holding
+
+            if not await self._until(successor, caught_up, wait_s):
+                missing = overlap.unmatched(required)
+                if missing:
+                    raise _RotationFailed(
+                        f"no data matching the old connection within {wait_s:.1f} s on "
+                        f"{len(missing)} stream(s): {_names(missing)}"
+                    )
+                # Only frames waiting for a quiet stream of the old socket: its close and
+                # final read sort them out.
+            keep = True
+            return successor
+        except ConnectionClosed as exc:
+            raise _RotationFailed(_describe_error(exc, self.url)) from None
+        finally:
+            if not keep:
+                await self._discard(successor)
+
+    async def _until(
+        self, successor: _Successor, done: Callable[[], bool], within_s: float
+    ) -> bool:
+        """Wait until ``done()`` (re-checked whenever either socket delivers or replies);
+        False after ``within_s`` seconds.
+
+        Raises:
+            _RotationFailed: the new socket closed or had a SUBSCRIBE rejected.
+        """
+        deadline = self._clock() + within_s
+        while True:
+            if successor.error:
+                raise _RotationFailed(successor.error)
+            reader = successor.reader
+            if reader is not None and reader.done():
+                raise _RotationFailed(
+                    _describe_close(successor.ws.close_code, successor.ws.close_reason or "")
+                )
+            if done():
+                return True
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                return False
+            successor.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await successor.wake.wait()
+
+    async def _hand_over(
+        self,
+        old: ClientConnection,
+        reader: asyncio.Task[None],
+        successor: _Successor,
+        opened: float,
+    ) -> None:
+        """Close the old socket, read it to its end (its last frames are still deduplicated)
+        and let the new one deliver every stream."""
+        rotation = self._rotation
+        await old.close()
+        # The close handshake already waited for the server; the reader only has to drain
+        # what was queued before it.
+        await asyncio.wait([reader], timeout=self._close_timeout)
+        if not reader.done():
+            reader.cancel()
+            await asyncio.wait([reader])
+        elif not reader.cancelled() and reader.exception() is not None:
+            logger.debug("%s: old socket ended: %s", self.label, reader.exception())
+        if successor.reader is not None:
+            # Cancelling a read loses nothing: the next session's reader gets the next frame.
+            successor.reader.cancel()
+            await asyncio.wait([successor.reader])
+            successor.reader = None
+        age = self._clock() - opened
+        self.rotations += 1
+        self._stats.rotations += 1
+        self._backoff.disconnected()
+        self._backoff.connected()
+        if rotation is not None:
+            overlap = rotation.overlap
+            for frame in overlap.old_finished():
+                self._deliver(frame)
+            rotation.expires = (
+                self._clock() + ROTATION_WAIT_STALE_FACTOR * self._config.stale_after_s
+            )
+            if overlap.settled:
+                self._rotation = None
+            logger.info(
+                "%s: rotated after %.0f s (make-before-break): %d of %d streams matched, "
+                "%d duplicate frames dropped",
+                self.label,
+                age,
+                overlap.matched,
+                len(overlap.streams),
+                overlap.duplicates,
+            )
+        self._status(FeedState.LIVE, reason=f"rotated to a new connection after {age:.0f} s")
+
+    async def _discard(self, successor: _Successor) -> None:
+        """Close a rotation's new socket that will not take over."""
+        rotation = self._rotation
+        if rotation is not None and rotation.new is successor.ws:
+            self._rotation = None
+        if successor.reader is not None:
+            successor.reader.cancel()
+            await asyncio.wait([successor.reader])
+            successor.reader = None
+        await successor.ws.close()
+        self._stats.connections_open -= 1
 
     # ----------------------------------------------------------------- frames
 
-    def _on_message(self, message: str | bytes) -> None:
+    def _on_message(
+        self, message: str | bytes, ws: ClientConnection, successor: _Successor | None
+    ) -> None:
         recv_time = wall_time_ms()
         try:
             frame = decode_frame(message)
@@ -391,6 +663,45 @@ class BinanceConnection:
             self._handler.on_bad_frame("", str(exc), message)
             return
         stream = frame.stream
+        if stream:
+            data = Frame(stream, frame.data, recv_time, message)
+            rotation = self._rotation
+            if rotation is None:
+                self._deliver(data)
+                return
+            overlap = rotation.overlap
+            if ws is rotation.old:
+                passed = overlap.from_old(data)
+            elif ws is rotation.new:
+                passed = overlap.from_new(data)
+            else:
+                passed = [data]
+            for item in passed:
+                self._deliver(item)
+            rotation.wake.set()  # a warm-up waiting for the streams to match re-checks
+            if overlap.settled and self._rotation is rotation:
+                self._rotation = None
+        elif frame.id is not None:
+            if successor is not None:
+                self._on_successor_response(successor, frame)
+            else:
+                self._on_response(frame, message)
+        else:
+            self._handler.on_bad_frame("", "frame has neither 'stream' nor 'id'", message)
+
+    def _on_successor_response(self, successor: _Successor, frame: BinanceFrame) -> None:
+        params = successor.pending.pop(frame.id or 0, None)
+        if params is None:
+            logger.debug("%s: new socket: response to unknown id %s", self.label, frame.id)
+            return
+        error = frame.error_text
+        if error is not None:
+            successor.error = f"SUBSCRIBE of {_names(params)} rejected: {error}"
+        successor.wake.set()
+
+    def _deliver(self, data: Frame) -> None:
+        """Hand one data frame to the handler (exactly once, whichever socket read it)."""
+        stream = data.stream
         if stream:
             if stream in self._last_data:
                 self._last_data[stream] = self._clock()
@@ -406,12 +717,8 @@ class BinanceConnection:
                 self._live = True
                 self._status(FeedState.LIVE)
             self._stats.frames += 1
-            self._stats.last_frame_time = recv_time
-            self._handler.on_data(stream, frame.data, recv_time, message)
-        elif frame.id is not None:
-            self._on_response(frame, message)
-        else:
-            self._handler.on_bad_frame("", "frame has neither 'stream' nor 'id'", message)
+            self._stats.last_frame_time = data.recv_time
+            self._handler.on_data(stream, data.data, data.recv_time, data.raw)
 
     def _on_response(self, frame: BinanceFrame, message: str | bytes) -> None:
         request = self._pending.pop(frame.id or 0, None)
@@ -639,36 +946,85 @@ class BinanceConnection:
         base = min(bounds) / 4 if bounds else _MAX_WATCHDOG_TICK_S
         return min(_MAX_WATCHDOG_TICK_S, max(_MIN_WATCHDOG_TICK_S, base))
 
-    async def _watchdog(self) -> str:
-        """Mark silent streams stale and re-subscribe them; returns (ending the session) when
-        the socket must be reopened: every watched stream stale, a stream still silent after
-        its re-subscribes, or time to rotate."""
-        opened = self._clock()
-        while True:
-            await asyncio.sleep(self._tick_s())
-            now = self._clock()
-            if now - opened >= self._config.rotate_after_s:
-                return f"rotating after {now - opened:.0f} s (Binance cuts connections at 24 h)"
-            if not self._last_data:
+    async def _watchdog(self, ws: ClientConnection, opened: float) -> str | _Successor:
+        """Mark silent streams stale and re-subscribe them, and rotate the socket
+        ``rotate_after_s`` after ``opened`` (monotonic seconds).
+
+        Returns (ending the session) the socket that is to take over once a rotation's new
+        socket is ready, or why the socket must be reopened: every watched stream stale, a
+        stream still silent after its re-subscribes, or a rotation whose new socket failed.
+        """
+        warm: asyncio.Task[_Successor] | None = None
+        warm_age = 0.0  # seconds the socket had been open when its rotation began
+        handed = False
+        try:
+            while True:
+                if warm is None:
+                    await asyncio.sleep(self._tick_s())
+                else:
+                    await asyncio.wait([warm], timeout=self._tick_s())
+                now = self._clock()
+                if warm is not None and warm.done():
+                    exc = warm.exception()
+                    if isinstance(exc, _RotationFailed):
+                        self.rotation_fallbacks += 1
+                        logger.warning(
+                            "%s: make-before-break rotation failed: %s; reconnecting instead",
+                            self.label,
+                            exc,
+                        )
+                        return (
+                            f"rotating after {warm_age:.0f} s (Binance cuts connections at "
+                            f"24 h); the new connection failed: {exc}"
+                        )
+                    handed = True
+                    return warm.result()  # re-raises anything unexpected
+                if warm is None and now - opened >= self._config.rotate_after_s:
+                    warm_age = now - opened
+                    logger.info(
+                        "%s: rotating after %.0f s (Binance cuts connections at 24 h): "
+                        "opening the new connection first",
+                        self.label,
+                        now - opened,
+                    )
+                    warm = asyncio.create_task(self._warm_up(ws), name=f"{self.label}-rotate")
+                rotation = self._rotation
+                if rotation is not None and now >= rotation.expires:
+                    # Only quiet streams of the last rotation were left unmatched: the old
+                    # socket is long gone, nothing of it can still be in flight.
+                    self._rotation = None
+                reopen = self._check_silence(now)
+                if reopen is not None:
+                    return reopen
+        finally:
+            if warm is not None and not handed:
+                if not warm.done():
+                    warm.cancel()
+                    await asyncio.wait([warm])
+                elif not warm.cancelled() and warm.exception() is None:
+                    await self._discard(warm.result())  # ready, but this session is ending
+
+    def _check_silence(self, now: float) -> str | None:
+        """One watchdog pass over the streams' silence (``now``: monotonic seconds); returns
+        why the socket must be reopened, if it must."""
+        if not self._last_data:
+            return None
+        all_stale = True
+        silent_streams: list[str] = []
+        for stream, last in self._last_data.items():
+            threshold = self._thresholds.get(stream)
+            if threshold is None:
                 continue
-            all_stale = True
-            silent_streams: list[str] = []
-            for stream, last in self._last_data.items():
-                threshold = self._thresholds.get(stream)
-                if threshold is None:
-                    continue
-                silent = now - last
-                if silent <= threshold:
-                    all_stale = False
-                    continue
-                silent_streams.append(stream)
-                if stream not in self._stale:
-                    self._mark_stale(stream, f"no data for {silent:.1f} s")
-            if all_stale:
-                return f"all {len(self._last_data)} streams stale"
-            reopen = self._resubscribe_silent(silent_streams)
-            if reopen is not None:
-                return reopen
+            silent = now - last
+            if silent <= threshold:
+                all_stale = False
+                continue
+            silent_streams.append(stream)
+            if stream not in self._stale:
+                self._mark_stale(stream, f"no data for {silent:.1f} s")
+        if all_stale:
+            return f"all {len(self._last_data)} streams stale"
+        return self._resubscribe_silent(silent_streams)
 
     def _resubscribe_silent(self, silent: list[str]) -> str | None:
         """Queue a re-subscribe of each silent stream not already being (re)subscribed;

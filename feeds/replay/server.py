@@ -41,8 +41,10 @@ delay), :meth:`ReplayServer.inject_stale_depth` (old snapshot on ``/fapi/v1/dept
 :meth:`ReplayServer.drop_frames` (a depth gap: frames not sent),
 :meth:`ReplayServer.drop_connections`, :meth:`ReplayServer.pause_streaming` /
 :meth:`ReplayServer.resume_streaming`, :meth:`ReplayServer.ignore_control` (control messages
-left unanswered), :meth:`ReplayServer.stall_stream` (one stream silent while others flow);
-:attr:`ReplayServer.control_log` records every control message received.
+left unanswered), :meth:`ReplayServer.stall_stream` (one stream silent while others flow),
+:meth:`ReplayServer.silence_new_connections` (new sockets ACKed but never fed);
+:attr:`ReplayServer.control_log` records every control message received and
+:attr:`ReplayServer.connection_log` every connection opened and closed.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class _Conn:
         "lock",
         "request",
         "route",
+        "silent",
         "stalled",
         "streams",
         "ws",
@@ -119,6 +122,7 @@ class _Conn:
         self.control_times: deque[float] = deque()
         # Stream -> revived by a new SUBSCRIBE of it (else only a new connection gets data).
         self.stalled: dict[str, bool] = {}
+        self.silent = False  # ACKs control messages, never gets data (fault injection)
 
 
 def _limit_send_buffer(request: web.Request) -> None:
@@ -215,6 +219,10 @@ class ReplayServer:
         self.control_log: list[tuple[str, float, dict[str, Any]]] = []
         """``(connection label, time.monotonic(), message)`` of every JSON-object control
         message received, in arrival order (including ignored ones)."""
+        self.connection_log: list[tuple[str, Literal["open", "close"], float]] = []
+        """``(connection label, "open" | "close", time.monotonic())`` of every WebSocket
+        connection, in order (``close``: the server saw it end)."""
+        self._silence_next = 0
         self._ignore: list[list[Any]] = []  # [method | None, id | None, count | None]
         self._dead: set[str] = set()
         self._source: ReplaySource | None = None
@@ -547,6 +555,18 @@ class ReplayServer:
             conn.stalled[stream] = revive == "resubscribe"
         return len(holders)
 
+    def silence_new_connections(self, count: int = 1) -> None:
+        """The next ``count`` WebSocket connections opened get no data at all: they answer
+        control messages and pings like any other (a socket that never delivers). Calls add
+        up.
+
+        Raises:
+            ValueError: ``count`` < 1.
+        """
+        if count < 1:
+            raise ValueError(f"silence_new_connections needs count >= 1, got {count}")
+        self._silence_next += count
+
     def drop_connections(self, *, code: int | None = None) -> int:
         """Close every WebSocket connection now; returns how many.
 
@@ -652,7 +672,11 @@ class ReplayServer:
         _limit_send_buffer(request)
         self._conn_seq += 1
         conn = _Conn(ws, request, route, not raw_mode, f"{route}-{self._conn_seq}")
+        if self._silence_next:
+            self._silence_next -= 1
+            conn.silent = True
         self._conns.add(conn)
+        self.connection_log.append((conn.label, "open", time.monotonic()))
         if raw_mode:
             initial = request.match_info.get("streams", "").split("/")
         else:
@@ -668,6 +692,7 @@ class ReplayServer:
                     break
         finally:
             self._forget(conn)
+            self.connection_log.append((conn.label, "close", time.monotonic()))
         return ws
 
     async def _reply(self, conn: _Conn, body: dict[str, Any]) -> None:
@@ -775,7 +800,7 @@ class ReplayServer:
             (conn, name)
             for conn, names in subs.items()
             for name in names
-            if name not in conn.stalled and name not in self._dead
+            if name not in conn.stalled and name not in self._dead and not conn.silent
         ]
         if not targets:
             return

@@ -13,18 +13,30 @@ import itertools
 import logging
 import socket
 from collections import defaultdict
+from pathlib import Path
 
 import msgspec
 import pytest
 
 from feeds.binance_futures import BinanceFrameDecoder, BinanceFuturesFeed
 from feeds.config import EndpointConfig
-from feeds.events import FeedState, FeedStatus
+from feeds.events import BookTicker, FeedState, FeedStatus
+from feeds.replay.server import ReplayServer
 
 SYMBOLS = ("sushiusdt", "akrousdt", "keepusdt", "ctkusdt")
 PUBLIC_STREAMS = [f"{s}@depth@100ms" for s in SYMBOLS] + [f"{s}@bookTicker" for s in SYMBOLS]
 MARKET_STREAMS = [f"{s}@aggTrade" for s in SYMBOLS] + [f"{s}@kline_1m" for s in SYMBOLS]
 ALL_STREAMS = PUBLIC_STREAMS + MARKET_STREAMS
+CRYPTOFEED_WS = (
+    Path(__file__).resolve().parents[2]
+    / ".."
+    / "shared"
+    / "data"
+    / "binance-usdm"
+    / "ws"
+    / "cryptofeed"
+    / "BINANCE_FUTURES.ws.1.0"
+)
 
 
 def _key(event: object) -> tuple[str, str]:
@@ -312,9 +324,7 @@ async def test_one_silent_stream_is_stale_and_resubscribed_while_the_socket_stay
     streams = ["sushiusdt@bookTicker", "sushiusdt@depth@100ms"]
     # Many re-subscribes allowed: this test is about the socket staying (the escalation to a
     # reconnect is tests/feeds/test_connection_faults.py's).
-    run = start_feed(
-        server.url, streams, config_factory(stale_after_s=0.3, stream_resubscribes=10)
-    )
+    run = start_feed(server.url, streams, config_factory(stale_after_s=0.3, stream_resubscribes=10))
     async with asyncio.timeout(10):
         await until(lambda: run.statuses(FeedState.STALE), 5, "a STALE status")
         await asyncio.sleep(0.8)
@@ -337,9 +347,7 @@ async def test_a_quiet_trade_stream_is_stale_but_never_resubscribed_or_reconnect
     server = await fake_binance(cryptofeed_frames)
     server.silent = {"keepusdt@aggTrade"}
     streams = ["sushiusdt@aggTrade", "keepusdt@aggTrade"]  # one /market socket
-    run = start_feed(
-        server.url, streams, config_factory(stale_after_s=0.2, stream_resubscribes=0)
-    )
+    run = start_feed(server.url, streams, config_factory(stale_after_s=0.2, stream_resubscribes=0))
     async with asyncio.timeout(10):
         await until(lambda: run.statuses(FeedState.STALE), 5, "a STALE status")
         await asyncio.sleep(1.0)
@@ -367,25 +375,34 @@ async def test_kline_and_liquidation_streams_are_not_stale_while_quiet(
     assert len(server.connections) == 1
 
 
-async def test_rotation_reconnects_proactively(
-    fake_binance, start_feed, config_factory, cryptofeed_frames, until
-) -> None:
-    server = await fake_binance(cryptofeed_frames)
-    run = start_feed(
-        server.url, ["sushiusdt@bookTicker"], config_factory(rotate_after_s=0.6, stable_after_s=0.3)
-    )
-    async with asyncio.timeout(10):
-        await until(
-            lambda: (
-                len(server.connections) == 2
-                and server.connections[1].subscribed == {"sushiusdt@bookTicker"}
-            ),
-            5,
-            "rotated connection",
+async def test_rotation_is_make_before_break(start_feed, config_factory, until) -> None:
+    # The replay server feeds every subscribed socket the same timeline, as Binance does (the
+    # fake server above replays each socket from the start, which no real overlap does).
+    server = ReplayServer(CRYPTOFEED_WS, speed=2.0)
+    await server.start()
+    try:
+        run = start_feed(
+            server.ws_url,
+            ["sushiusdt@bookTicker"],
+            config_factory(rotate_after_s=0.6, stable_after_s=0.3, stale_after_s=2.0),
         )
-    assert server.connections[0].closed_at is not None
-    (status,) = run.statuses(FeedState.RECONNECTING)[:1]
-    assert "rotating" in status.reason and status.retry_in == 0.0
+        async with asyncio.timeout(10):
+            await until(lambda: run.stats.rotations >= 1, 5, "a rotation")
+            seen = len(run.market())
+            await until(lambda: len(run.market()) > seen + 5, 5, "data after the rotation")
+            await run.stop()
+    finally:
+        await server.stop()
+    log = server.connection_log
+    first_closed = next(at for name, what, at in log if (name, what) == ("public-1", "close"))
+    subscribed = next(at for name, at, msg in server.control_log if name == "public-2")
+    assert [name for name, what, _ in log if what == "open"][:2] == ["public-1", "public-2"]
+    assert subscribed < first_closed  # made before broken
+    assert run.stats.reconnects == 0 and run.statuses(FeedState.RECONNECTING) == []
+    tickers = [e.update_id for e in run.market() if isinstance(e, BookTicker)]
+    assert tickers == sorted(set(tickers)) and len(tickers) > 10  # none twice
+    (status,) = [s for s in run.statuses(FeedState.LIVE) if "rotated" in s.reason][:1]
+    assert status.connection == "public-0" and not status.stream
 
 
 def _closed_port() -> int:
