@@ -899,31 +899,26 @@ class BinanceConnection:
             self.control_timeouts += 1
             streams = _names(request.params) or "-"
             sends = request.attempt + 1
-            if request.attempt >= limit:
-                logger.warning(
-                    "%s: %s id=%d got no reply within %.1f s (streams: %s); unanswered %d "
-                    "times, reopening the connection",
-                    self.label,
-                    request.method,
-                    request_id,
-                    timeout,
-                    streams,
-                    sends,
-                )
-                return (
-                    f"{request.method} id={request_id} ({len(request.params)} streams) "
-                    f"unanswered {sends} times"
-                )
+            gave_up = request.attempt >= limit
+            next_step = (
+                f"unanswered {sends} times, reopening the connection"
+                if gave_up
+                else f"re-sending ({sends}/{limit})"
+            )
             logger.warning(
-                "%s: %s id=%d got no reply within %.1f s (streams: %s); re-sending (%d/%d)",
+                "%s: %s id=%d got no reply within %.1f s (streams: %s); %s",
                 self.label,
                 request.method,
                 request_id,
                 timeout,
                 streams,
-                sends,
-                limit,
+                next_step,
             )
+            if gave_up:
+                return (
+                    f"{request.method} id={request_id} ({len(request.params)} streams) "
+                    f"unanswered {sends} times"
+                )
             self._retries.append(
                 _Request(request.method, request.params, attempt=request.attempt + 1, id=request_id)
             )

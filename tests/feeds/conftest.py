@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from connection_support import fast_config
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -274,20 +275,6 @@ async def fake_binance() -> AsyncIterator[Callable[..., Awaitable[FakeBinance]]]
     yield _make
     for server in servers:
         await server.stop()
-
-
-def fast_config(**overrides: Any) -> FeedConfig:
-    """A FeedConfig with test-sized timings (overrides win)."""
-    values: dict[str, Any] = {
-        "connect_interval_s": 0.0,
-        "subscribe_interval_s": 0.2,
-        "backoff_initial_s": 0.05,
-        "backoff_max_s": 0.2,
-        "stable_after_s": 0.5,
-        "stale_after_s": 5.0,
-    }
-    values.update(overrides)
-    return FeedConfig(**values)
 
 
 @pytest.fixture

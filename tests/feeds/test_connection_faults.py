@@ -16,122 +16,35 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 import pytest
+from connection_support import (
+    BTC_CAPTURE,
+    DEPTH,
+    STALE_S,
+    STREAMS,
+    TICKER,
+    Recorder,
+    replay,
+    replay_config,
+    running,
+    until,
+)
 
-from feeds.base import FeedStats
-from feeds.config import FeedConfig
-from feeds.connection import BinanceConnection, ConnectPacer
-from feeds.events import FeedState, FeedStatus
+from feeds.events import FeedState
 from feeds.replay.server import ReplayServer
 
 pytestmark = pytest.mark.timeout(30)
 
-BTC_CAPTURE = (
-    Path(__file__).resolve().parents[2]
-    / ".."
-    / "shared"
-    / "data"
-    / "binance-usdm"
-    / "ws"
-    / "hftbacktest"
-    / "btcusdt_20240718.gz"
-)
-DEPTH = "btcusdt@depth@100ms"
-TICKER = "btcusdt@bookTicker"
-STREAMS = [DEPTH, TICKER]
-STALE_S = 0.5
-
-
-class Recorder:
-    """The connection's frame handler: keeps what it is given (the adapter's role)."""
-
-    def __init__(self) -> None:
-        self.frames: list[tuple[float, str, bytes]] = []
-        self.bad: list[str] = []
-        self.statuses: list[FeedStatus] = []
-
-    def on_data(self, stream: str, data: msgspec.Raw, recv_time: int, raw: str | bytes) -> None:
-        self.frames.append((time.monotonic(), stream, bytes(data)))
-
-    def on_bad_frame(self, stream: str, reason: str, raw: str | bytes) -> None:
-        self.bad.append(reason)
-
-    def on_status(self, status: FeedStatus) -> None:
-        self.statuses.append(status)
-
-    def count(self, stream: str) -> int:
-        return sum(1 for _, name, _ in self.frames if name == stream)
-
-    def stream_statuses(self, stream: str) -> list[FeedStatus]:
-        return [s for s in self.statuses if s.stream == stream]
-
-
-def _config(**overrides: Any) -> FeedConfig:
-    values: dict[str, Any] = {
-        "connect_interval_s": 0.0,
-        "subscribe_interval_s": 0.2,
-        "backoff_initial_s": 0.05,
-        "backoff_max_s": 0.2,
-        "stable_after_s": 0.5,
-        "stale_after_s": STALE_S,
-        "control_timeout_s": 0.4,
-        "control_retries": 2,
-        "stream_resubscribes": 2,
-    }
-    values.update(overrides)
-    return FeedConfig(**values)
-
 
 @pytest.fixture
 async def server() -> AsyncIterator[ReplayServer]:
-    replay = ReplayServer(BTC_CAPTURE, speed=4.0)
-    await replay.start()
-    try:
-        yield replay
-    finally:
-        await replay.stop()
-
-
-@asynccontextmanager
-async def running(
-    server: ReplayServer, config: FeedConfig
-) -> AsyncIterator[tuple[BinanceConnection, Recorder, FeedStats]]:
-    recorder = Recorder()
-    stats = FeedStats()
-    conn = BinanceConnection(
-        "public-0",
-        "public",
-        server.ws_url,
-        config,
-        handler=recorder,
-        pacer=ConnectPacer(0.0),
-        stats=stats,
-        rng=random.Random(7),
-    )
-    conn.set_streams(STREAMS)
-    task = asyncio.create_task(conn.run())
-    try:
-        yield conn, recorder, stats
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
-
-
-async def until(predicate: Callable[[], object], within_s: float, what: str) -> None:
-    deadline = time.monotonic() + within_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within_s} s waiting for {what}")
-        await asyncio.sleep(0.01)
+    async with replay(BTC_CAPTURE, speed=4.0) as started:
+        yield started
 
 
 def controls(server: ReplayServer, label: str) -> list[tuple[float, dict[str, Any]]]:
@@ -169,7 +82,7 @@ async def test_lost_subscribe_is_resent_with_its_id_and_no_reconnect(
 ) -> None:
     server.ignore_control(method="SUBSCRIBE", count=1)
     caplog.set_level(logging.WARNING, logger="feeds.connection")
-    async with running(server, _config()) as (conn, recorder, stats):
+    async with running(server, replay_config()) as (conn, recorder, stats):
         async with asyncio.timeout(10):
             await until(lambda: recorder.count(DEPTH) > 10, 5, "data after the re-send")
             await until(lambda: stats.stale_streams == 0, 3, "streams live")
@@ -201,7 +114,7 @@ async def test_never_answered_subscribe_reopens_and_resubscribes_the_same_stream
 ) -> None:
     server.ignore_control(method="SUBSCRIBE", request_id=1, count=None)
     caplog.set_level(logging.WARNING, logger="feeds.connection")
-    async with running(server, _config()) as (conn, recorder, stats):
+    async with running(server, replay_config()) as (conn, recorder, stats):
         async with asyncio.timeout(15):
             await until(lambda: len(labels(server)) == 2, 5, "a second connection")
             await until(lambda: recorder.count(DEPTH) > 10, 5, "data after the reconnect")
@@ -239,7 +152,7 @@ async def _flowing(recorder: Recorder) -> None:
 async def test_one_silent_stream_is_resubscribed_alone_without_reconnect(
     server: ReplayServer,
 ) -> None:
-    async with running(server, _config()) as (conn, recorder, stats):
+    async with running(server, replay_config()) as (conn, recorder, stats):
         async with asyncio.timeout(15):
             await _flowing(recorder)
             assert server.stall_stream(TICKER, revive="resubscribe") == 1
@@ -269,7 +182,7 @@ async def test_stream_silent_through_two_resubscribes_reopens_once(
     server: ReplayServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="feeds.connection")
-    async with running(server, _config()) as (conn, recorder, stats):
+    async with running(server, replay_config()) as (conn, recorder, stats):
         async with asyncio.timeout(15):
             await _flowing(recorder)
             server.stall_stream(TICKER, revive="reconnect")
@@ -308,7 +221,7 @@ async def test_stream_dead_after_a_reopen_is_reported_offline_not_reopened_again
     server: ReplayServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="feeds.connection")
-    async with running(server, _config()) as (conn, recorder, stats):
+    async with running(server, replay_config()) as (conn, recorder, stats):
         async with asyncio.timeout(20):
             await _flowing(recorder)
             server.stall_stream(TICKER, revive="never")  # e.g. a symbol that stopped trading

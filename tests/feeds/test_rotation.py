@@ -15,112 +15,36 @@ import asyncio
 import itertools
 import logging
 import random
-import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from connection_support import (
+    BTC_CAPTURE,
+    CRYPTOFEED_CAPTURE,
+    DEPTH,
+    STALE_S,
+    TICKER,
+    replay,
+    replay_config,
+    running,
+    until,
+)
 
-from feeds.base import FeedStats
 from feeds.binance_futures import BinanceFuturesFeed
 from feeds.config import EndpointConfig, FeedConfig
-from feeds.connection import BinanceConnection, ConnectPacer
 from feeds.events import DepthDiff, FeedState, FeedStatus, Trade
 from feeds.replay.captures import Capture
 from feeds.replay.server import ReplayServer
 
 pytestmark = pytest.mark.timeout(40)
 
-WS_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "binance-usdm" / "ws"
-BTC_CAPTURE = WS_DATA / "hftbacktest" / "btcusdt_20240718.gz"
-CRYPTOFEED_CAPTURE = WS_DATA / "cryptofeed" / "BINANCE_FUTURES.ws.1.0"
-DEPTH = "btcusdt@depth@100ms"
-TICKER = "btcusdt@bookTicker"
-STALE_S = 0.5
-
-
-class Recorder:
-    """The connection's frame handler: keeps what it is given (the adapter's role)."""
-
-    def __init__(self) -> None:
-        self.frames: list[tuple[float, str, dict[str, Any]]] = []
-        self.bad: list[str] = []
-        self.statuses: list[FeedStatus] = []
-
-    def on_data(self, stream: str, data: msgspec.Raw, recv_time: int, raw: str | bytes) -> None:
-        self.frames.append((time.monotonic(), stream, msgspec.json.decode(data)))
-
-    def on_bad_frame(self, stream: str, reason: str, raw: str | bytes) -> None:
-        self.bad.append(reason)
-
-    def on_status(self, status: FeedStatus) -> None:
-        self.statuses.append(status)
-
-    def payloads(self, stream: str) -> list[dict[str, Any]]:
-        return [data for _, name, data in self.frames if name == stream]
-
-
-def _config(**overrides: Any) -> FeedConfig:
-    values: dict[str, Any] = {
-        "connect_interval_s": 0.0,
-        "subscribe_interval_s": 0.2,
-        "backoff_initial_s": 0.05,
-        "backoff_max_s": 0.2,
-        "stable_after_s": 0.3,
-        "stale_after_s": STALE_S,
-        "control_timeout_s": 0.4,
-        "rotate_after_s": 0.6,
-    }
-    values.update(overrides)
-    return FeedConfig(**values)
-
-
-@asynccontextmanager
-async def replay(path: Path, speed: float) -> AsyncIterator[ReplayServer]:
-    server = ReplayServer(path, speed=speed)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@asynccontextmanager
-async def running(
-    server: ReplayServer, config: FeedConfig
-) -> AsyncIterator[tuple[BinanceConnection, Recorder, FeedStats]]:
-    recorder = Recorder()
-    stats = FeedStats()
-    conn = BinanceConnection(
-        "public-0",
-        "public",
-        server.ws_url,
-        config,
-        handler=recorder,
-        pacer=ConnectPacer(0.0),
-        stats=stats,
-        rng=random.Random(7),
-    )
-    conn.set_streams([DEPTH, TICKER])
-    task = asyncio.create_task(conn.run())
-    try:
-        yield conn, recorder, stats
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
-
-
-async def until(predicate: Callable[[], object], within_s: float, what: str) -> None:
-    deadline = time.monotonic() + within_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within_s} s waiting for {what}")
-        await asyncio.sleep(0.01)
+def rotation_config(**overrides: Any) -> FeedConfig:
+    """:func:`replay_config` rotating every 0.6 s, stable after 0.3 s (overrides win)."""
+    return replay_config(**{"stable_after_s": 0.3, "rotate_after_s": 0.6, **overrides})
 
 
 def events(server: ReplayServer, label: str) -> dict[str, float]:
@@ -155,7 +79,7 @@ async def test_rotation_is_make_before_break_with_no_frame_lost_or_repeated(
     caplog.set_level(logging.INFO, logger="feeds.connection")
     async with (
         replay(BTC_CAPTURE, speed=4.0) as server,
-        running(server, _config()) as (conn, recorder, stats),
+        running(server, rotation_config()) as (conn, recorder, stats),
         asyncio.timeout(20),
     ):
         await until(lambda: conn.rotations >= 2, 8, "two rotations")
@@ -195,7 +119,9 @@ async def test_agg_trade_ids_and_depth_chains_survive_rotations_through_the_adap
     depths = ["sushiusdt@depth@100ms", "ctkusdt@depth@100ms"]
     async with replay(CRYPTOFEED_CAPTURE, speed=4.0) as server:
         feed = BinanceFuturesFeed(
-            EndpointConfig(ws_url=server.ws_url), _config(stale_after_s=1.0), rng=random.Random(3)
+            EndpointConfig(ws_url=server.ws_url),
+            rotation_config(stale_after_s=1.0),
+            rng=random.Random(3),
         )
         feed.set_streams(trades + depths)
         delivered: list[object] = []
@@ -252,7 +178,7 @@ async def test_a_silent_new_socket_falls_back_to_a_plain_reconnect_and_says_why(
     caplog.set_level(logging.WARNING, logger="feeds.connection")
     async with (
         replay(BTC_CAPTURE, speed=4.0) as server,
-        running(server, _config(rotate_after_s=1.0)) as (conn, recorder, _),
+        running(server, rotation_config(rotate_after_s=1.0)) as (conn, recorder, _),
         asyncio.timeout(20),
     ):
         await until(lambda: events(server, "public-1"), 3, "the first connection")
