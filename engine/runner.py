@@ -411,7 +411,12 @@ class MarketRunner:
 
     def _streams(self, symbols: list[str]) -> list[str]:
         streams = [kline_stream(symbol, code) for symbol in symbols for code in self._streamed]
-        streams.append(MARK_PRICE_ALL)
+        capture = self._server is not None and self._server.source_kind == "capture"
+        recorded_all = self._server.recorded_streams() if capture and self._server else set()
+        # A capture holds only what was recorded; an all-market stream it lacks would sit
+        # there silent, then be re-subscribed and its socket reopened for nothing.
+        if not capture or MARK_PRICE_ALL in recorded_all:
+            streams.append(MARK_PRICE_ALL)
         streams.append(FORCE_ORDER_ALL)
         if self.micro_feed is not None:
             micro = self.micro_feed.streams()
@@ -428,7 +433,8 @@ class MarketRunner:
                 ]
             streams.extend(micro)
         # A kline-history replay derives !ticker@arr from its klines (breadth, 24 h change).
-        streams.append(TICKER_ALL)
+        if not capture or TICKER_ALL in recorded_all:
+            streams.append(TICKER_ALL)
         if self._server is not None and self._server.source_kind == "capture":
             # A raw capture holds what was recorded: take its trade and book-ticker streams too
             # so prices move (order books are the microstructure engine's, not this one's).

@@ -79,10 +79,11 @@ from feeds.routing import Route, parse_stream, stale_threshold_s
 
 logger = logging.getLogger(__name__)
 
-LIQUIDITY_PACED = frozenset({"aggTrade", "trade"})
-"""Stream kinds that push only when someone trades: their silence says the symbol is quiet,
-not that the stream died (FEEDS.md §4 A.2), so it is reported STALE but never re-subscribed or
-answered with a reconnect that would cut the connection's other streams off."""
+LIQUIDITY_PACED = frozenset({"aggTrade", "trade", "bookTicker"})
+"""Stream kinds that push only when someone trades or the best bid/ask moves: on a quiet symbol
+they are silent for tens of seconds while alive (FEEDS.md §4 A.2: liquidity-dependent), so
+they are reported STALE but never re-subscribed or answered with a reconnect that would cut
+the connection's other streams (and every order book on it) off."""
 
 _MIN_WATCHDOG_TICK_S = 0.05
 _MAX_WATCHDOG_TICK_S = 1.0

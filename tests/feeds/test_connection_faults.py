@@ -3,8 +3,9 @@
 FEEDS.md §4 A.6 / §5 Connection 12: a control message whose reply never comes is timed out,
 re-sent a bounded number of times with the same id, then the socket is reopened and every
 stream subscribed again. FEEDS.md §4 A.2 / §5 Connection 4-5: one silent stream among flowing
-ones is re-subscribed alone (no reconnect); still silent after 2 re-subscribes, the socket is
-reopened exactly once.
+ones (depth here; book tickers and trades push only on activity, so they are never
+re-subscribed) is re-subscribed alone (no reconnect); still silent after 2 re-subscribes, the
+socket is reopened exactly once.
 
 The server replays the hftbacktest BTCUSDT capture (``depth@0ms`` diffs served as
 ``btcusdt@depth@100ms``, ``bookTicker``) at 4× speed: recorded gaps are ≤ 25 ms for depth and
@@ -20,7 +21,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import msgspec
 import pytest
 from connection_support import (
     BTC_CAPTURE,
@@ -62,16 +62,12 @@ def assert_paced(received: list[tuple[float, dict[str, Any]]]) -> None:
     assert all(gap >= 0.18 for gap in gaps), gaps
 
 
-def assert_depth_gap_free(recorder: Recorder, since: float) -> None:
-    """Depth diffs received after ``since`` chain ``pu`` → ``u`` with no missing update and
-    arrive with no pause near the stale threshold."""
-    depth = [(at, msgspec.json.decode(data)) for at, name, data in recorder.frames if name == DEPTH]
-    depth = [(at, diff) for at, diff in depth if at >= since]
-    assert len(depth) > 20
-    for (_, before), (_, after) in itertools.pairwise(depth):
-        assert after["pu"] == before["u"], "a depth diff went missing"
-    pauses = [b - a for (a, _), (b, _) in itertools.pairwise(depth)]
-    assert max(pauses) < STALE_S / 2, max(pauses)
+def assert_flowing(recorder: Recorder, stream: str, since: float) -> None:
+    """``stream`` kept arriving after ``since`` with no pause near the stale threshold."""
+    times = [at for at, name, _ in recorder.frames if name == stream and at >= since]
+    assert len(times) > 5
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert max(gaps) < 0.8 * STALE_S, max(gaps)
 
 
 # --------------------------------------------------------------------- control timeouts
@@ -155,27 +151,27 @@ async def test_one_silent_stream_is_resubscribed_alone_without_reconnect(
     async with running(server, replay_config()) as (conn, recorder, stats):
         async with asyncio.timeout(15):
             await _flowing(recorder)
-            assert server.stall_stream(TICKER, revive="resubscribe") == 1
+            assert server.stall_stream(DEPTH, revive="resubscribe") == 1
             stalled_at = time.monotonic()
-            before = recorder.count(TICKER)
-            await until(lambda: recorder.stream_statuses(TICKER), 3, "bookTicker STALE")
-            await until(lambda: recorder.count(TICKER) > before + 5, 5, "bookTicker back")
-            await until(lambda: stats.stale_streams == 0, 2, "bookTicker LIVE")
+            before = recorder.count(DEPTH)
+            await until(lambda: recorder.stream_statuses(DEPTH), 3, "depth STALE")
+            await until(lambda: recorder.count(DEPTH) > before + 5, 5, "depth back")
+            await until(lambda: stats.stale_streams == 0, 2, "depth LIVE")
             await asyncio.sleep(0.5)
     assert labels(server) == ["public-1"] and server.connections == 0
     after_audit = [m for _, m in controls(server, "public-1")][2:]
     assert [(m["method"], m["params"]) for m in after_audit] == [
-        ("UNSUBSCRIBE", [TICKER]),
-        ("SUBSCRIBE", [TICKER]),
+        ("UNSUBSCRIBE", [DEPTH]),
+        ("SUBSCRIBE", [DEPTH]),
     ]
     assert_paced(controls(server, "public-1"))
     assert conn.resubscribes == 1 and conn.reconnects == 0 and stats.reconnects == 0
-    assert [s.state for s in recorder.stream_statuses(TICKER)] == [
+    assert [s.state for s in recorder.stream_statuses(DEPTH)] == [
         FeedState.STALE,
         FeedState.LIVE,
     ]
-    assert recorder.stream_statuses(DEPTH) == []
-    assert_depth_gap_free(recorder, since=stalled_at - 0.2)
+    assert recorder.stream_statuses(TICKER) == []
+    assert_flowing(recorder, TICKER, since=stalled_at - 0.2)
 
 
 async def test_stream_silent_through_two_resubscribes_reopens_once(
@@ -185,36 +181,36 @@ async def test_stream_silent_through_two_resubscribes_reopens_once(
     async with running(server, replay_config()) as (conn, recorder, stats):
         async with asyncio.timeout(15):
             await _flowing(recorder)
-            server.stall_stream(TICKER, revive="reconnect")
+            server.stall_stream(DEPTH, revive="reconnect")
             await until(lambda: len(labels(server)) == 2, 6, "the reopened connection")
             reopened = len(recorder.frames)
             await until(
-                lambda: any(name == TICKER for _, name, _ in recorder.frames[reopened:]),
+                lambda: any(name == DEPTH for _, name, _ in recorder.frames[reopened:]),
                 3,
-                "bookTicker on the new connection",
+                "depth on the new connection",
             )
-            await until(lambda: stats.stale_streams == 0, 2, "bookTicker LIVE")
+            await until(lambda: stats.stale_streams == 0, 2, "depth LIVE")
             await asyncio.sleep(1.5)  # (3 stale thresholds) no second reopen
     assert labels(server) == ["public-1", "public-2"]
     first = [(m["method"], m.get("params")) for _, m in controls(server, "public-1")][2:]
     assert first == [
-        ("UNSUBSCRIBE", [TICKER]),
-        ("SUBSCRIBE", [TICKER]),
-        ("UNSUBSCRIBE", [TICKER]),
-        ("SUBSCRIBE", [TICKER]),
+        ("UNSUBSCRIBE", [DEPTH]),
+        ("SUBSCRIBE", [DEPTH]),
+        ("UNSUBSCRIBE", [DEPTH]),
+        ("SUBSCRIBE", [DEPTH]),
     ]
     assert_paced(controls(server, "public-1"))
     second = [(m["method"], m.get("params")) for _, m in controls(server, "public-2")]
     assert second == [("SUBSCRIBE", sorted(STREAMS)), ("LIST_SUBSCRIPTIONS", None)]
     assert conn.resubscribes == 2 and conn.reconnects == 1 and stats.reconnects == 1
     (reconnecting,) = [s for s in recorder.statuses if s.state is FeedState.RECONNECTING]
-    assert reconnecting.reason == f"{TICKER} silent after 2 re-subscribes"
-    assert [s.state for s in recorder.stream_statuses(TICKER)] == [
+    assert reconnecting.reason == f"{DEPTH} silent after 2 re-subscribes"
+    assert [s.state for s in recorder.stream_statuses(DEPTH)] == [
         FeedState.STALE,
         FeedState.LIVE,
     ]
-    assert recorder.stream_statuses(DEPTH) == []
-    assert f"re-subscribing 1 silent stream(s): {TICKER}" in caplog.text
+    assert recorder.stream_statuses(TICKER) == []
+    assert f"re-subscribing 1 silent stream(s): {DEPTH}" in caplog.text
 
 
 async def test_stream_dead_after_a_reopen_is_reported_offline_not_reopened_again(
@@ -224,23 +220,23 @@ async def test_stream_dead_after_a_reopen_is_reported_offline_not_reopened_again
     async with running(server, replay_config()) as (conn, recorder, stats):
         async with asyncio.timeout(20):
             await _flowing(recorder)
-            server.stall_stream(TICKER, revive="never")  # e.g. a symbol that stopped trading
+            server.stall_stream(DEPTH, revive="never")  # e.g. a symbol that stopped trading
             await until(
                 lambda: any(s.state is FeedState.OFFLINE for s in recorder.statuses),
                 10,
-                "bookTicker OFFLINE",
+                "depth OFFLINE",
             )
             given_up = len(recorder.frames)
             await asyncio.sleep(1.5)  # no further reopen, no more re-subscribes
     assert labels(server) == ["public-1", "public-2"]
     assert conn.reconnects == 1 and conn.resubscribes == 4
     for label in ("public-1", "public-2"):
-        resubs = [m for _, m in controls(server, label) if m.get("params") == [TICKER]]
+        resubs = [m for _, m in controls(server, label) if m.get("params") == [DEPTH]]
         assert [m["method"] for m in resubs] == ["UNSUBSCRIBE", "SUBSCRIBE"] * 2
     (offline,) = [s for s in recorder.statuses if s.state is FeedState.OFFLINE]
-    assert offline.stream == TICKER
+    assert offline.stream == DEPTH
     assert offline.reason == "no data after 2 re-subscribes and a reconnect"
     assert stats.stale_streams == 1
     # The healthy stream kept flowing on the second connection.
-    assert sum(1 for _, name, _ in recorder.frames[given_up:] if name == DEPTH) > 20
+    assert sum(1 for _, name, _ in recorder.frames[given_up:] if name == TICKER) > 5
     assert "giving up on it until data arrives" in caplog.text

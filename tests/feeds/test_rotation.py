@@ -15,6 +15,7 @@ import asyncio
 import itertools
 import logging
 import random
+import re
 from collections import defaultdict
 from contextlib import suppress
 from pathlib import Path
@@ -109,7 +110,9 @@ async def test_rotation_is_make_before_break_with_no_frame_lost_or_repeated(
     rotated_statuses = [s for s in recorder.statuses if "rotated" in s.reason]
     assert rotated_statuses and all(s.state is FeedState.LIVE for s in rotated_statuses)
     assert "opening the new connection first" in caplog.text
-    assert "(make-before-break): 2 of 2 streams matched" in caplog.text
+    # Depth is matched before the swap; the book ticker (it pushes only when the best bid/ask
+    # moves, so the rotation does not wait for it) may switch only once the old socket drained.
+    assert re.search(r"\(make-before-break\): [12] of 2 streams matched", caplog.text)
     assert recorder.bad == []
 
 
@@ -196,7 +199,7 @@ async def test_a_silent_new_socket_falls_back_to_a_plain_reconnect_and_says_why(
     reconnecting = [s for s in recorder.statuses if s.state is FeedState.RECONNECTING]
     assert reconnecting[0].reason == (
         "rotating after 1 s (Binance cuts connections at 24 h); the new connection failed: "
-        f"no data matching the old connection within 1.5 s on 2 stream(s): {TICKER}, {DEPTH}"
+        f"no data matching the old connection within 1.5 s on 1 stream(s): {DEPTH}"
     )
     assert reconnecting[0].retry_in == 0.0  # the old socket had been stable
     assert conn.reconnects >= 1 and conn.rotation_fallbacks == 1
