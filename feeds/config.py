@@ -86,8 +86,9 @@ class FeedConfig(_Section):
     stream_resubscribes: int = Field(default=2, ge=0, le=10)
     """Re-subscribes of one stale stream before its connection is closed and reopened (0:
     reopen at once). A stream still silent after that on the new connection is reported
-    offline instead of reopening the connection again. Trade streams (aggTrade, trade) are
-    only marked stale: they are silent whenever nobody trades."""
+    offline instead of reopening the connection again. Trade and book-ticker streams
+    (aggTrade, trade, bookTicker) are only marked stale: they are silent whenever nobody
+    trades or the best bid/ask does not move."""
     control_timeout_s: float = Field(default=5.0, gt=0.0, le=60.0)
     """Seconds to wait for the reply (matched by id) to a SUBSCRIBE, UNSUBSCRIBE or
     LIST_SUBSCRIPTIONS before it counts as timed out and is sent again."""
