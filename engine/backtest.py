@@ -66,6 +66,7 @@ from feeds.intervals import interval_ms
 from feeds.replay.kline_source import KlineSource
 from feeds.replay.klines import KlineHistory, load_kline_history
 from feeds.replay.wire import fmt
+from feeds.rest import mark_closed, parse_kline_rows
 from storage.signals import SignalRecord
 
 log = logging.getLogger(__name__)
@@ -184,23 +185,10 @@ def _backfill_rows(
     """The rows the live backfill hands the engine at ``now_ms``: the last ``bars`` closed
     candles (the replay server's ``GET /fapi/v1/klines`` answer), plus the forming one."""
     rows = source.klines(symbol, timeframe, None, None, bars + 1, now_ms) or []
-    length = interval_ms(timeframe)
-    klines = [
-        Kline(
-            symbol=symbol,
-            interval=timeframe,
-            open_time=int(row[0]),
-            close_time=int(row[6]),
-            open=float(row[1]),
-            high=float(row[2]),
-            low=float(row[3]),
-            close=float(row[4]),
-            volume=float(row[5]),
-            quote_volume=float(row[7]),
-            closed=int(row[0]) + length <= now_ms,
-        )
-        for row in rows
-    ]
+    # Parsed and flagged by the live REST client's own functions, as live.
+    klines = mark_closed(
+        parse_kline_rows(rows, symbol, timeframe, f"backfill {symbol} {timeframe}"), now_ms
+    )
     closed = [k for k in klines if k.closed][-bars:] if bars else []
     forming = [k for k in klines if not k.closed][-1:]
     return closed + forming

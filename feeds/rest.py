@@ -329,7 +329,7 @@ class BinanceRest:
         market_id = await self._market_id(symbol, context)
         now = await self._server_now(context)
         klines = await self._fetch_kline_rows(market_id, interval, since_ms, limit, context)
-        return _mark_closed(klines, now)
+        return mark_closed(klines, now)
 
     async def depth_snapshot(self, symbol: str, limit: int = 1000) -> DepthSnapshot:
         """Order book snapshot of one symbol (``GET /fapi/v1/depth``).
@@ -505,7 +505,7 @@ class BinanceRest:
             if len(page) < limit:
                 break
             since = page[-1].open_time + length
-        _mark_closed(fetched, now)
+        mark_closed(fetched, now)
 
         closed_new = [k for k in fetched if k.closed]
         if cache is not None and closed_new:
@@ -534,7 +534,7 @@ class BinanceRest:
         raw = await self._call(
             "/fapi/v1/klines", lambda: self._exchange.fapiPublicGetKlines(params), context=context
         )
-        return _parse_rows(
+        return parse_kline_rows(
             raw, market_id, interval, f"{context}: GET {self.rest_url}/fapi/v1/klines"
         )
 
@@ -700,8 +700,11 @@ class _Row(msgspec.Struct, array_like=True, frozen=True):
     trades: int
 
 
-def _parse_rows(raw: Any, symbol: str, interval: str, where: str) -> list[Kline]:
-    """Klines (all provisionally ``closed``) from a klines response body.
+def parse_kline_rows(raw: Any, symbol: str, interval: str, where: str) -> list[Kline]:
+    """Klines (all provisionally ``closed``) from a ``GET /fapi/v1/klines`` body: rows of
+    ``[open_time ms, open, high, low, close, volume, close_time ms, quote_volume, trades,
+    ...]`` (prices in quote currency, numbers or decimal strings); ``where`` names the request
+    in errors. The replay server answers in the same format (the backtest warms up from it).
 
     Raises:
         RestError: when the body is not a list of kline rows.
@@ -802,7 +805,7 @@ def _error_msg(body: str) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _mark_closed(klines: list[Kline], now: int) -> list[Kline]:
+def mark_closed(klines: list[Kline], now: int) -> list[Kline]:
     """Flag the forming candle: only the last row can be one, when ``close_time ≥ now``.
 
     ``now`` must be a server time taken *before* the request, so a candle closed by then
